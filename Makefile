@@ -1,0 +1,80 @@
+# Deep-learning labs: set-up, tests and notebook tooling. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+# pinned numeric environment for every kernel started from here (see numeric.env)
+NUMERIC_ENV := $(shell grep -v '^\s*\#' numeric.env | xargs)
+SYSTEM_PACKAGES := graphviz dataset-fashion-mnist
+NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
+NB ?=
+
+.PHONY: help venv sysdeps data lab test unit nbval lint run execute labs constraints clean
+
+help:
+	@echo "make lab        set up everything, then open JupyterLab"
+	@echo "make test       set up everything, then unit tests, lint and strict nbval (what CI runs)"
+	@echo "make run        execute every notebook in a scratch copy; table of seconds, memory, results"
+	@echo "make execute NB=notebooks/NN_x.ipynb   re-execute a notebook in place (the nbval baseline)"
+	@echo "make labs       regenerate labs/ from notebooks/"
+
+venv: $(STAMP)
+
+$(STAMP): requirements.txt constraints.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -r requirements.txt -c constraints.txt
+	$(PY) -m pip install --no-deps -e .
+	$(PY) -c "import matplotlib.pyplot"  # build the font cache now, not inside a notebook
+	touch $(STAMP)
+
+sysdeps:
+	@missing=""; \
+	command -v dot >/dev/null || missing="$$missing graphviz"; \
+	test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || \
+	  test -f data/FashionMNIST/raw/train-images-idx3-ubyte || missing="$$missing dataset-fashion-mnist"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then \
+	  echo "note: no apt-get here; install graphviz with your package manager (brew install graphviz);"; \
+	  echo "      Fashion-MNIST will be downloaded once into data/ by 'make data'."; exit 0; fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "Missing system packages:$$missing. Run:"; \
+	  echo "  sudo apt-get update && sudo apt-get install -y$$missing"; exit 1; fi; \
+	echo "installing system packages:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing
+
+data: $(STAMP) sysdeps
+	$(PY) -m utils.data prepare
+
+lab: data
+	env $(NUMERIC_ENV) $(VENV)/bin/jupyter lab --notebook-dir=.
+
+test: data
+	$(MAKE) --no-print-directory lint unit nbval
+
+lint: $(STAMP)
+	$(PY) -m ruff check utils tests
+
+unit: $(STAMP)
+	env $(NUMERIC_ENV) $(PY) -m pytest tests -q
+
+nbval: $(STAMP)
+	env $(NUMERIC_ENV) bash tests/offline.sh $(PY) -m pytest $(NBVAL_ARGS) notebooks -q
+
+run: data
+	env $(NUMERIC_ENV) $(PY) -m utils.runner
+
+execute: $(STAMP)
+	@test -n "$(NB)" || { echo "usage: make execute NB=notebooks/NN_topic.ipynb"; exit 2; }
+	env $(NUMERIC_ENV) $(PY) -m utils.runner --inplace $(NB)
+
+labs: $(STAMP)
+	$(PY) -m utils.labs build
+
+constraints: $(STAMP)
+	{ echo "# Exact versions installed by make, CI and environment.yml (pip freeze of a working .venv,"; \
+	  echo "# Python 3.11, x86_64). Regenerate with: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
+
+clean:
+	rm -rf reports .pytest_cache .ruff_cache

@@ -1,0 +1,207 @@
+"""The self-check framework: run a student's function on cases, compare, explain.
+
+A check never raises into the notebook: every exception (NotImplementedError included)
+is caught and reported as a failed case. Comparisons use tolerances
+(``torch.testing.assert_close`` semantics: ``|got - expected| <= atol + rtol * |expected|``).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import traceback
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Case", "compare_values", "run_check", "PASS", "FAIL"]
+
+PASS, FAIL = "✓", "✗"
+
+
+@dataclass
+class Case:
+    """One check case.
+
+    Attributes:
+        name: short description printed with the result ("masked, T=5, S=7").
+        args, kwargs: inputs for the student's function (deep-copied for each call, so an
+            in-place change by the student cannot affect the reference).
+        expected: the expected output, or a callable ``reference(*args, **kwargs)`` that
+            computes it (a library call or known values).
+        atol, rtol: tolerances for floating-point outputs.
+        test: for property-based cases, ``test(student_fn) -> str | None`` replaces the
+            comparison; it returns an error message or None when the case passes.
+    """
+
+    name: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+    expected: Any = None
+    atol: float = 1e-6
+    rtol: float = 1e-5
+    test: Callable[[Callable], str | None] | None = None
+
+
+def _is_tensor(x) -> bool:
+    return type(x).__module__.startswith("torch") and hasattr(x, "detach")
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.6g}"
+
+
+def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> str | None:
+    if expected.shape != got.shape:
+        return f"{path} shape: expected {expected.shape}, got {got.shape}"
+    if expected.dtype == bool or got.dtype == bool:
+        if expected.dtype != got.dtype:
+            return f"{path} dtype: expected {expected.dtype}, got {got.dtype}"
+        wrong = np.argwhere(expected != got)
+        if len(wrong):
+            idx = tuple(int(i) for i in wrong[0])
+            return f"{path}: {len(wrong)} entries differ, first at {idx}"
+        return None
+    if np.issubdtype(expected.dtype, np.integer) and not np.issubdtype(got.dtype, np.integer):
+        return f"{path} dtype: expected integers ({expected.dtype}), got {got.dtype}"
+    e, g = expected.astype(np.float64), got.astype(np.float64)
+    nan_mismatch = np.isnan(e) != np.isnan(g)
+    if nan_mismatch.any():
+        idx = tuple(int(i) for i in np.argwhere(nan_mismatch)[0])
+        return f"{path}: NaN pattern differs, first at {idx} (expected {_fmt(e[idx])}, got {_fmt(g[idx])})"
+    e0, g0 = np.nan_to_num(e, nan=0.0), np.nan_to_num(g, nan=0.0)
+    err = np.abs(e0 - g0)
+    bad = err > atol + rtol * np.abs(e0)
+    if bad.any():
+        idx = tuple(int(i) for i in np.unravel_index(np.argmax(np.where(bad, err, -1)), err.shape))
+        where = f" at index {idx}" if idx else ""
+        return (
+            f"{path}: {int(bad.sum())} of {bad.size} values off; max abs error "
+            f"{_fmt(err.max())}{where}: expected {_fmt(e0[idx])}, got {_fmt(g0[idx])}"
+        )
+    return None
+
+
+def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
+                   path: str = "output") -> str | None:
+    """Compare ``got`` with ``expected``; return None if they match, else a message.
+
+    Handles tensors, NumPy arrays, Python scalars and (nested) tuples/lists. A tensor is
+    expected where the reference returns one; a scalar may come back as a 0-d tensor.
+    """
+    if isinstance(expected, (tuple, list)):
+        if not isinstance(got, (tuple, list)):
+            return f"{path}: expected a {type(expected).__name__} of {len(expected)}, got {type(got).__name__}"
+        if len(got) != len(expected):
+            return f"{path}: expected {len(expected)} items, got {len(got)}"
+        for i, (e, g) in enumerate(zip(expected, got)):
+            msg = compare_values(e, g, atol=atol, rtol=rtol, path=f"{path}[{i}]")
+            if msg:
+                return msg
+        return None
+    if _is_tensor(expected):
+        if not _is_tensor(got):
+            return f"{path}: expected a torch.Tensor, got {type(got).__name__}"
+        if got.requires_grad and not expected.requires_grad:
+            got = got.detach()
+        if expected.dtype.is_floating_point != got.dtype.is_floating_point and got.dtype != expected.dtype:
+            return f"{path} dtype: expected {expected.dtype}, got {got.dtype}"
+        return _compare_arrays(expected.detach().cpu().numpy(), got.detach().cpu().numpy(),
+                               atol, rtol, path)
+    if isinstance(expected, np.ndarray):
+        if _is_tensor(got):
+            return f"{path}: expected a NumPy array, got a torch.Tensor"
+        if not isinstance(got, np.ndarray):
+            return f"{path}: expected a NumPy array, got {type(got).__name__}"
+        return _compare_arrays(expected, got, atol, rtol, path)
+    if isinstance(expected, (bool, np.bool_)):
+        if got is not None and not isinstance(got, (bool, np.bool_)) and _is_tensor(got):
+            got = bool(got)
+        return None if got == expected else f"{path}: expected {expected}, got {got!r}"
+    if isinstance(expected, (int, float, np.integer, np.floating)):
+        if _is_tensor(got) or isinstance(got, np.ndarray):
+            if got.ndim != 0 and tuple(got.shape) != (1,):
+                return f"{path}: expected a single number, got shape {tuple(got.shape)}"
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
+            return f"{path}: expected a number, got {type(got).__name__} {got!r}"
+        e, g = float(expected), float(got)
+        if math.isnan(e) and math.isnan(g):
+            return None
+        if not abs(e - g) <= atol + rtol * abs(e):
+            return f"{path}: expected {_fmt(e)}, got {_fmt(g)}"
+        return None
+    return None if got == expected else f"{path}: expected {expected!r}, got {got!r}"
+
+
+def _clone(value):
+    if _is_tensor(value):
+        return value.detach().clone()
+    return copy.deepcopy(value)
+
+
+def _describe(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        if "utils/checks" not in last.filename.replace("\\", "/"):
+            where = f" (line {last.lineno}: {last.line})" if last.line else ""
+    text = str(exc).splitlines()[0] if str(exc) else ""
+    return f"raised {type(exc).__name__}: {text}{where}"
+
+
+def run_check(title: str, student_fn: Callable, cases: Sequence[Case], *,
+              hint: str | None = None) -> bool:
+    """Run ``student_fn`` on every case, print one line per case and a summary.
+
+    Args:
+        title: what is checked ("accuracy").
+        student_fn: the student's function.
+        cases: the cases.
+        hint: printed once when a case fails.
+
+    Returns:
+        bool: True when every case passes. Never raises.
+    """
+    print(f"Checking {title}:")
+    if not callable(student_fn):
+        print(f"  {FAIL} expected a function, got {type(student_fn).__name__}")
+        print(f"{FAIL} 0 of {len(cases)} cases passed")
+        return False
+    passed = 0
+    not_implemented = False
+    for case in cases:
+        try:
+            if case.test is not None:
+                message = case.test(student_fn)
+            else:
+                expected = case.expected
+                if callable(expected):
+                    expected = expected(*_clone(case.args), **_clone(case.kwargs))
+                got = student_fn(*_clone(case.args), **_clone(case.kwargs))
+                message = compare_values(expected, got, atol=case.atol, rtol=case.rtol)
+        except NotImplementedError:
+            not_implemented = True
+            break
+        except Exception as exc:  # report, never raise into the notebook
+            message = _describe(exc)
+        if message:
+            print(f"  {FAIL} {case.name}: {message}")
+        else:
+            passed += 1
+            print(f"  {PASS} {case.name}")
+    if not_implemented:
+        print(f"  {FAIL} not implemented yet: replace `raise NotImplementedError()` with your code")
+        print(f"{FAIL} {passed} of {len(cases)} cases passed")
+        return False
+    ok = passed == len(cases)
+    if ok:
+        print(f"{PASS} all {len(cases)} cases passed")
+    else:
+        print(f"{FAIL} {passed} of {len(cases)} cases passed")
+        if hint:
+            print(f"  hint: {hint}")
+    return ok

@@ -1,0 +1,55 @@
+"""Checks for the setup lab (00): a first exercise that shows how self-checks work."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, run_check
+
+__all__ = ["check_accuracy"]
+
+
+def _reference_accuracy(logits, y) -> float:
+    from sklearn.metrics import accuracy_score
+
+    return float(accuracy_score(y.numpy(), logits.argmax(dim=1).numpy()))
+
+
+def _cases() -> list[Case]:
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    big_logits = torch.randn(50, 7, generator=g)
+    big_y = torch.randint(0, 7, (50,), generator=g)
+    return [
+        Case("3 samples, 2 of 3 right",
+             (torch.tensor([[2.0, 1.0], [0.1, 0.3], [5.0, -1.0]]), torch.tensor([0, 0, 0])),
+             expected=_reference_accuracy),
+        Case("all correct (4 samples, 3 classes)",
+             (torch.eye(3)[[0, 2, 1, 1]] * 3.0, torch.tensor([0, 2, 1, 1])),
+             expected=_reference_accuracy),
+        Case("none correct",
+             (torch.tensor([[0.0, 1.0], [1.0, 0.0]]), torch.tensor([0, 1])),
+             expected=_reference_accuracy),
+        Case("50 samples, 7 classes (vs scikit-learn accuracy_score)", (big_logits, big_y),
+             expected=_reference_accuracy),
+        Case("one sample, negative logits",
+             (torch.tensor([[-3.0, -1.0, -2.0]]), torch.tensor([1])),
+             expected=_reference_accuracy),
+    ]
+
+
+def check_accuracy(accuracy: Callable) -> bool:
+    """Check ``accuracy(logits, y) -> float``: the fraction of rows whose arg-max is the label.
+
+    Args:
+        accuracy: the student's function; logits Tensor[N, C], y Tensor[N] int64.
+
+    Returns:
+        bool: True when every case passes.
+    """
+    return run_check(
+        "accuracy(logits, y)", accuracy, _cases(),
+        hint="take the arg-max over the class dimension (dim=1), compare with y, and return "
+             "the mean as a Python float in [0, 1] (not a percentage, not a count)",
+    )

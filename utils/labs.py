@@ -1,0 +1,314 @@
+"""Build the student notebooks (labs/) from the instructor notebooks (notebooks/).
+
+Usage::
+
+    python -m utils.labs build            # regenerate labs/ from notebooks/
+    python -m utils.labs check            # exit 1 if labs/ is stale or leaks a solution
+    python -m utils.labs new 17 my_topic "My topic"   # scaffold notebooks/17_my_topic.ipynb
+    python -m utils.labs relink           # point every Colab badge at utils/_config.REPOSITORY
+
+In notebooks/, solution code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
+(the nbgrader convention). In labs/ it becomes ``# YOUR CODE HERE`` and
+``raise NotImplementedError()`` at the same indentation; outputs are cleared; cells tagged
+``remove-in-lab`` are dropped; badges point at labs/. Nothing else changes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import re
+import sys
+from pathlib import Path
+
+from ._config import BRANCH, REPOSITORY
+
+__all__ = [
+    "BEGIN",
+    "END",
+    "strip_solutions",
+    "make_lab",
+    "build",
+    "check",
+    "new_notebook",
+    "colab_url",
+    "badge",
+    "setup_source",
+    "NOTEBOOK_PATTERN",
+]
+
+BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
+NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
+REMOVE_TAG = "remove-in-lab"
+_BADGE_RE = re.compile(
+    r"https://colab\.research\.google\.com/github/[^/\s)]+/[^/\s)]+/blob/[^/\s)]+/"
+    r"(notebooks|labs)/([0-9A-Za-z_]+\.ipynb)"
+)
+
+
+def repo_root() -> Path:
+    """The checkout that holds notebooks/ and labs/ (the parent of the utils package)."""
+    return Path(__file__).resolve().parents[1]
+
+
+def colab_url(folder: str, name: str) -> str:
+    """Colab URL of ``folder/name`` on the configured repository and branch."""
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{folder}/{name}"
+
+
+def badge(folder: str, name: str) -> str:
+    """Markdown "Open in Colab" badge for ``folder/name``."""
+    return (
+        f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
+        f"({colab_url(folder, name)})"
+    )
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every solution region of a cell's source with the stub.
+
+    Raises:
+        ValueError: unbalanced or nested markers.
+    """
+    out: list[str] = []
+    inside = False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == BEGIN:
+            if inside:
+                raise ValueError(f"nested '{BEGIN}' marker")
+            inside = True
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + s for s in STUB)
+        elif stripped == END:
+            if not inside:
+                raise ValueError(f"'{END}' without '{BEGIN}'")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"'{BEGIN}' without '{END}'")
+    return "\n".join(out)
+
+
+def _relink(text: str, folder: str) -> str:
+    return _BADGE_RE.sub(lambda m: colab_url(folder, m.group(2)), text)
+
+
+def make_lab(nb: dict) -> dict:
+    """Return the student version of an instructor notebook (a new dict)."""
+    lab = copy.deepcopy(nb)
+    cells = []
+    for cell in lab["cells"]:
+        if REMOVE_TAG in cell.get("metadata", {}).get("tags", []):
+            continue
+        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        if cell["cell_type"] == "code":
+            source = strip_solutions(source)
+            cell["outputs"] = []
+            cell["execution_count"] = None
+            cell.get("metadata", {}).pop("execution", None)
+        elif cell["cell_type"] == "markdown":
+            source = _relink(source, "labs")
+        cell["source"] = source
+        cells.append(cell)
+    lab["cells"] = cells
+    return lab
+
+
+def _read(path: Path) -> dict:
+    import nbformat
+
+    return nbformat.read(str(path), as_version=4)
+
+
+def _dumps(nb: dict) -> str:
+    import nbformat
+
+    return nbformat.writes(nbformat.from_dict(nb)) + "\n"
+
+
+def _pairs(root: Path) -> list[tuple[Path, Path]]:
+    notebooks = sorted(p for p in (root / "notebooks").glob("*.ipynb") if NOTEBOOK_PATTERN.match(p.name))
+    return [(p, root / "labs" / p.name) for p in notebooks]
+
+
+def build(root: Path | None = None) -> list[Path]:
+    """Regenerate labs/ from notebooks/; remove labs without a notebook. Returns written paths."""
+    root = root or repo_root()
+    (root / "labs").mkdir(exist_ok=True)
+    written = []
+    pairs = _pairs(root)
+    for src, dst in pairs:
+        text = _dumps(make_lab(_read(src)))
+        if not dst.exists() or dst.read_text(encoding="utf-8") != text:
+            dst.write_text(text, encoding="utf-8")
+            written.append(dst)
+    keep = {dst.name for _, dst in pairs}
+    for stale in (root / "labs").glob("*.ipynb"):
+        if stale.name not in keep:
+            stale.unlink()
+            written.append(stale)
+    return written
+
+
+def check(root: Path | None = None) -> list[str]:
+    """Problems that make labs/ out of date with notebooks/ (empty list: in sync)."""
+    root = root or repo_root()
+    problems = []
+    pairs = _pairs(root)
+    for src, dst in pairs:
+        if not dst.exists():
+            problems.append(f"{dst.relative_to(root)} is missing")
+            continue
+        try:
+            expected = _dumps(make_lab(_read(src)))
+        except ValueError as exc:
+            problems.append(f"{src.relative_to(root)}: {exc}")
+            continue
+        if dst.read_text(encoding="utf-8") != expected:
+            problems.append(f"{dst.relative_to(root)} is stale")
+    names = {dst.name for _, dst in pairs}
+    for extra in sorted((root / "labs").glob("*.ipynb")):
+        if extra.name not in names:
+            problems.append(f"{extra.relative_to(root)} has no notebook in notebooks/")
+    return problems
+
+
+def relink(root: Path | None = None) -> list[Path]:
+    """Point the Colab badges and the Colab install line of notebooks/ at the configured repo."""
+    root = root or repo_root()
+    changed = []
+    for src, _ in _pairs(root):
+        nb = _read(src)
+        before = _dumps(nb)
+        for cell in nb["cells"]:
+            if cell["cell_type"] == "markdown":
+                cell["source"] = _relink(cell["source"], "notebooks")
+            elif cell["cell_type"] == "code":
+                cell["source"] = re.sub(
+                    r"git\+https://github\.com/[^@\s\"']+@[^\s\"']+",
+                    f"git+https://github.com/{REPOSITORY}@{BRANCH}", cell["source"])
+        if _dumps(nb) != before:
+            src.write_text(_dumps(nb), encoding="utf-8")
+            changed.append(src)
+    return changed
+
+
+def setup_source(extra_imports: str = "") -> str:
+    """The standard setup cell: Colab-only install, grouped imports, device and seed."""
+    lines = [
+        "import sys",
+        "",
+        'if "google.colab" in sys.modules:  # on Colab only: install the course helpers',
+        "    import subprocess",
+        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q",',
+        f'                    "dl-labs[colab] @ git+https://github.com/{REPOSITORY}@{BRANCH}"], check=True)',
+        "",
+        "import matplotlib.pyplot as plt",
+        "import torch",
+    ]
+    if extra_imports:
+        lines += extra_imports.rstrip("\n").split("\n")
+    lines += [
+        "",
+        "from utils import checks, data, get_device, metrics, plotting, seed_everything",
+        "",
+        "device = get_device()",
+        "seed = seed_everything()",
+        'print(f"device: {device}, seed: {seed}")',
+    ]
+    return "\n".join(lines)
+
+
+def new_notebook(number: int, slug: str, title: str, root: Path | None = None) -> Path:
+    """Scaffold ``notebooks/NN_slug.ipynb`` with the standard anatomy (see STYLE).
+
+    Raises:
+        ValueError: bad number/slug, or the notebook exists already.
+    """
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook as nb_new
+
+    root = root or repo_root()
+    if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 99:
+        raise ValueError(f"number: expected an int in 0..99, got {number!r}")
+    if not re.fullmatch(r"[a-z0-9_]+", slug):
+        raise ValueError(f"slug: expected lowercase letters, digits and '_', got {slug!r}")
+    name = f"{number:02d}_{slug}.ipynb"
+    path = root / "notebooks" / name
+    if path.exists():
+        raise ValueError(f"{path.relative_to(root)} exists already")
+    cells = [
+        new_markdown_cell(
+            f"# Lab {number:02d} · {title}\n\n{badge('notebooks', name)}\n\n"
+            "**Goal.** One sentence on what the student will be able to do.\n\n"
+            "**Prerequisites:** Lab 00. **Expected time:** about 90 minutes (runs in < 60 s on a CPU).\n\n"
+            "**Objectives**\n- Explain ...\n- Implement ...\n- Measure ...\n"
+        ),
+        new_code_cell(setup_source()),
+        new_markdown_cell("## 1 · Data\n\nLoad through `utils.data`, print shapes, show one figure."),
+        new_code_cell("results = {}"),
+        new_markdown_cell("## 2 · First idea *≈ 15 min*\n\nTheory (<= 150 words, one idea per cell)."),
+        new_code_cell(
+            "# Exercise 2.1 · describe the function (≈10 min)\n"
+            "def my_function(x):\n"
+            '    """Shapes in, shapes out."""\n'
+            f"    {BEGIN}\n    return x\n    {END}\n"
+        ),
+        new_code_cell("# checks.<topic>.check_my_function(my_function)"),
+        new_markdown_cell("## Results"),
+        new_code_cell(
+            "print({k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()})\n"
+            "# assert results[...] >= threshold, results"
+        ),
+        new_markdown_cell(
+            "**What you should see.** ...\n\n## Wrap-up\n- ...\n\n**Going further**\n1. ...\n\n"
+            "**References**\n- ..."
+        ),
+    ]
+    nb = nb_new(cells=cells)
+    nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
+    nb.metadata["language_info"] = {"name": "python"}
+    path.parent.mkdir(exist_ok=True)
+    nbformat.write(nb, str(path))
+    return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.labs", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("build", help="regenerate labs/ from notebooks/")
+    sub.add_parser("check", help="fail if labs/ is stale")
+    sub.add_parser("relink", help="point Colab badges and installs at utils/_config.py")
+    p_new = sub.add_parser("new", help="scaffold a notebook")
+    p_new.add_argument("number", type=int)
+    p_new.add_argument("slug")
+    p_new.add_argument("title")
+    args = parser.parse_args(argv)
+    if args.command == "build":
+        written = build()
+        print(f"labs/: {len(written)} file(s) updated" + "".join(f"\n  {p.name}" for p in written))
+    elif args.command == "check":
+        problems = check()
+        if problems:
+            print("labs/ is out of date (run `make labs`):\n  " + "\n  ".join(problems))
+            return 1
+        print("labs/ is in sync with notebooks/")
+    elif args.command == "relink":
+        changed = relink()
+        print(f"relinked {len(changed)} notebook(s) to {REPOSITORY}@{BRANCH}")
+    else:
+        try:
+            path = new_notebook(args.number, args.slug, args.title)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(f"created {path}; write it, then `make execute NB={path.relative_to(repo_root())}` "
+              "and `make labs`")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,326 @@
+"""Matplotlib helpers shared by the labs.
+
+Every helper takes its data as arguments (never notebook globals), draws inside a local
+style context (never changing rcParams globally), accepts ``ax=`` where one panel is
+drawn, and returns the Figure; the notebook calls ``plt.show()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from ._validation import check_int
+
+__all__ = [
+    "COLORS",
+    "style",
+    "show_images",
+    "plot_history",
+    "plot_decision_regions",
+    "show_filters",
+    "plot_heatmap",
+]
+
+#: Colour-blind-safe palette (matplotlib's tab10): use COLORS[i] for model i across a lab.
+COLORS = tuple(plt.get_cmap("tab10").colors)
+
+_STYLE = {
+    "figure.dpi": 80,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.prop_cycle": plt.cycler(color=COLORS),
+    "image.cmap": "viridis",
+    "font.size": 10,
+}
+
+
+@contextlib.contextmanager
+def style():
+    """Context manager with the collection's plot style (rcParams restored afterwards)."""
+    with plt.rc_context(_STYLE):
+        yield
+
+
+def _to_numpy(x) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def show_images(
+    images,
+    labels: Sequence | None = None,
+    *,
+    ncols: int = 8,
+    title: str | None = None,
+    cmap: str = "gray",
+    size: float = 1.2,
+    vmin: float | None = 0.0,
+    vmax: float | None = 1.0,
+):
+    """Grid of images.
+
+    Args:
+        images: Tensor/array[N, C, H, W] (C = 1 or 3) or [N, H, W], values in [vmin, vmax].
+        labels: optional N captions.
+        ncols: images per row.
+        title: figure title.
+        cmap: colour map for single-channel images.
+        size: inches per image.
+        vmin, vmax: colour range for single-channel images (None: per image).
+
+    Returns:
+        matplotlib.figure.Figure
+
+    Raises:
+        ValueError: wrong number of dims or channels, or labels of the wrong length.
+    """
+    arr = _to_numpy(images)
+    check_int("ncols", ncols, minimum=1)
+    if arr.ndim == 3:
+        arr = arr[:, None]
+    if arr.ndim != 4 or arr.shape[1] not in (1, 3):
+        raise ValueError(
+            f"images: expected shape (N, C, H, W) with C in (1, 3) or (N, H, W), got {arr.shape}"
+        )
+    if labels is not None and len(labels) != len(arr):
+        raise ValueError(f"labels: expected {len(arr)} captions, got {len(labels)}")
+    n = len(arr)
+    ncols = min(ncols, max(n, 1))
+    nrows = max(1, math.ceil(n / ncols))
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
+                                 squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i >= n:
+                continue
+            if arr.shape[1] == 1:
+                ax.imshow(arr[i, 0], cmap=cmap, vmin=vmin, vmax=vmax)
+            else:
+                ax.imshow(np.clip(arr[i].transpose(1, 2, 0), 0, 1))
+            if labels is not None:
+                ax.set_title(str(labels[i]), fontsize=8)
+        if title:
+            fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
+def plot_history(
+    history: dict,
+    keys: Sequence[str] | None = None,
+    *,
+    title: str = "Training history",
+    ax=None,
+    label: str | None = None,
+    color=None,
+):
+    """Plot loss / accuracy curves from :func:`utils.training.fit` (or any dict of lists).
+
+    Losses and accuracies go to separate panels when ``ax`` is None.
+
+    Args:
+        history: dict with an optional ``"epoch"`` list and metric lists of equal length.
+        keys: which metrics (default: every key but ``epoch``).
+        title: figure title.
+        ax: draw every curve on this Axes instead.
+        label: prefix for legend entries (e.g. the model name when comparing runs).
+        color: one colour for all curves of this history.
+
+    Returns:
+        matplotlib.figure.Figure
+
+    Raises:
+        ValueError: unknown keys or lists of different lengths.
+    """
+    if not isinstance(history, dict):
+        raise TypeError(f"history: expected a dict of lists, got {type(history).__name__}")
+    keys = list(keys) if keys is not None else [k for k in history if k != "epoch"]
+    missing = [k for k in keys if k not in history]
+    if missing or not keys:
+        raise ValueError(f"keys: expected names among {sorted(history)}, got {keys}")
+    lengths = {len(history[k]) for k in keys}
+    if len(lengths) != 1:
+        raise ValueError(f"history: expected lists of equal length, got lengths {sorted(lengths)}")
+    x = history.get("epoch") or list(range(1, lengths.pop() + 1))
+    with style():
+        if ax is not None:
+            fig, axes = ax.figure, {k: ax for k in keys}
+        else:
+            groups = [[k for k in keys if "acc" not in k], [k for k in keys if "acc" in k]]
+            groups = [g for g in groups if g]
+            fig, axs = plt.subplots(1, len(groups), figsize=(5 * len(groups), 3.4), squeeze=False)
+            axes = {k: axs[0, i] for i, g in enumerate(groups) for k in g}
+            for i, g in enumerate(groups):
+                axs[0, i].set_ylabel("accuracy" if "acc" in g[0] else "loss")
+        for k in keys:
+            style_kw = {"linestyle": "--"} if k.startswith("val") else {}
+            name = f"{label} {k}" if label else k
+            axes[k].plot(x, history[k], label=name, color=color, **style_kw)
+            axes[k].set_xlabel("epoch")
+            axes[k].legend()
+        fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
+def plot_decision_regions(
+    predict: Callable,
+    X,
+    y,
+    *,
+    ax=None,
+    title: str = "Decision regions",
+    resolution: int = 200,
+    margin: float = 0.5,
+):
+    """Colour the plane by the class ``predict`` assigns and scatter the data on top.
+
+    Args:
+        predict: maps an array/Tensor[M, 2] of points to M integer class labels
+            (it receives a float32 torch Tensor on the CPU).
+        X: Tensor/array[N, 2]; y: Tensor/array[N] integer labels.
+        ax: Axes to draw on (default: a new figure).
+        title: Axes title.
+        resolution: grid points per axis.
+        margin: padding around the data.
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    import torch
+
+    Xn, yn = _to_numpy(X), _to_numpy(y).astype(int)
+    if Xn.ndim != 2 or Xn.shape[1] != 2:
+        raise ValueError(f"X: expected shape (N, 2), got {Xn.shape}")
+    check_int("resolution", resolution, minimum=2)
+    lo, hi = Xn.min(0) - margin, Xn.max(0) + margin
+    gx, gy = np.meshgrid(np.linspace(lo[0], hi[0], resolution), np.linspace(lo[1], hi[1], resolution))
+    grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
+    with torch.no_grad():
+        zz = _to_numpy(predict(grid)).reshape(gx.shape)
+    n_classes = int(max(yn.max(), zz.max())) + 1
+    cmap = plt.matplotlib.colors.ListedColormap(COLORS[:n_classes])
+    with style():
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4.5))
+        ax.contourf(gx, gy, zz, levels=np.arange(n_classes + 1) - 0.5, cmap=cmap, alpha=0.25)
+        ax.scatter(Xn[:, 0], Xn[:, 1], c=yn, cmap=cmap, vmin=-0.5, vmax=n_classes - 0.5,
+                   s=12, edgecolors="k", linewidths=0.3)
+        ax.set_xlabel("$x_1$")
+        ax.set_ylabel("$x_2$")
+        ax.set_title(title)
+        ax.grid(False)
+    return fig
+
+
+def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float = 1.0,
+                 channel: int | None = 0, cmap: str = "RdBu_r"):
+    """Show convolution kernels or feature maps, one panel each, colour-centred at 0.
+
+    Args:
+        weight: Tensor[C_out, C_in, kh, kw] kernels (``channel`` picks the input channel;
+            None averages over C_in) or Tensor[C, H, W] feature maps.
+        ncols: panels per row.
+        title: figure title.
+        size: inches per panel.
+        channel: input channel to show for 4-D kernels.
+        cmap: diverging colour map.
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    arr = _to_numpy(weight).astype(np.float64)
+    if arr.ndim == 4:
+        if channel is None:
+            arr = arr.mean(1)
+        else:
+            check_int("channel", channel, minimum=0)
+            if channel >= arr.shape[1]:
+                raise ValueError(f"channel: expected < {arr.shape[1]}, got {channel}")
+            arr = arr[:, channel]
+    if arr.ndim != 3:
+        raise ValueError(f"weight: expected (C_out, C_in, kh, kw) or (C, H, W), got {arr.shape}")
+    check_int("ncols", ncols, minimum=1)
+    n = len(arr)
+    ncols = min(ncols, n)
+    nrows = math.ceil(n / ncols)
+    with style():
+        fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
+                                 squeeze=False)
+        for i, ax in enumerate(axes.flat):
+            ax.axis("off")
+            if i < n:
+                lim = float(np.abs(arr[i]).max()) or 1.0
+                ax.imshow(arr[i], cmap=cmap, vmin=-lim, vmax=lim)
+        fig.suptitle(title)
+        fig.tight_layout()
+    return fig
+
+
+def plot_heatmap(
+    matrix,
+    *,
+    xlabels: Sequence[str] | None = None,
+    ylabels: Sequence[str] | None = None,
+    ax=None,
+    title: str = "",
+    xlabel: str = "",
+    ylabel: str = "",
+    annotate: bool | None = None,
+    fmt: str = "{:.2f}",
+    cmap: str = "viridis",
+    colorbar: bool = True,
+):
+    """Heatmap of a 2-D matrix (attention weights, confusion matrices, Q-tables).
+
+    Args:
+        matrix: Tensor/array[R, C].
+        xlabels, ylabels: tick labels (length C and R).
+        ax: Axes to draw on.
+        title, xlabel, ylabel: texts.
+        annotate: write each value in its cell (default: when R * C <= 144).
+        fmt: format of annotations.
+        cmap: colour map (sequential: viridis / cividis).
+        colorbar: draw a colour bar.
+
+    Returns:
+        matplotlib.figure.Figure
+    """
+    arr = _to_numpy(matrix).astype(np.float64)
+    if arr.ndim != 2:
+        raise ValueError(f"matrix: expected a 2-D matrix, got shape {arr.shape}")
+    if xlabels is not None and len(xlabels) != arr.shape[1]:
+        raise ValueError(f"xlabels: expected {arr.shape[1]} labels, got {len(xlabels)}")
+    if ylabels is not None and len(ylabels) != arr.shape[0]:
+        raise ValueError(f"ylabels: expected {arr.shape[0]} labels, got {len(ylabels)}")
+    if annotate is None:
+        annotate = arr.size <= 144
+    with style():
+        fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(
+            figsize=(0.5 * arr.shape[1] + 2, 0.5 * arr.shape[0] + 1.5))
+        im = ax.imshow(arr, cmap=cmap, aspect="auto")
+        ax.grid(False)
+        if xlabels is not None:
+            ax.set_xticks(range(arr.shape[1]), [str(v) for v in xlabels], rotation=45, ha="right")
+        if ylabels is not None:
+            ax.set_yticks(range(arr.shape[0]), [str(v) for v in ylabels])
+        if annotate:
+            mid = (np.nanmax(arr) + np.nanmin(arr)) / 2
+            for (r, c), v in np.ndenumerate(arr):
+                ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=7,
+                        color="black" if v > mid else "white")
+        if colorbar:
+            fig.colorbar(im, ax=ax)
+        ax.set_title(title)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
+        fig.tight_layout()
+    return fig

@@ -1,0 +1,81 @@
+"""Seeding and deterministic settings."""
+
+from __future__ import annotations
+
+import os
+import random
+
+from ._config import DEFAULT_SEED
+
+__all__ = ["seed_everything", "get_seed", "SEED_ENV_VAR"]
+
+#: Environment variable that overrides the default seed, e.g. ``DL_LABS_SEED=3``.
+SEED_ENV_VAR = "DL_LABS_SEED"
+
+
+def get_seed(seed: int | None = None) -> int:
+    """Resolve the seed: the argument, else ``DL_LABS_SEED``, else the default (0).
+
+    Raises:
+        TypeError: ``seed`` is not an int.
+        ValueError: ``seed`` is negative, or ``DL_LABS_SEED`` is not a non-negative integer.
+    """
+    if seed is None:
+        raw = os.environ.get(SEED_ENV_VAR)
+        if raw is None or raw.strip() == "":
+            return DEFAULT_SEED
+        try:
+            seed = int(raw)
+        except ValueError:
+            raise ValueError(
+                f"environment variable {SEED_ENV_VAR}: expected a non-negative integer, "
+                f"got {raw!r}"
+            ) from None
+        if seed < 0:
+            raise ValueError(
+                f"environment variable {SEED_ENV_VAR}: expected a non-negative integer, "
+                f"got {raw!r}"
+            )
+        return seed
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed: expected an int or None, got {type(seed).__name__} {seed!r}")
+    if not 0 <= seed < 2**32:
+        raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
+    return seed
+
+
+def seed_everything(seed: int | None = None, *, deterministic: bool = True) -> int:
+    """Seed Python, NumPy and PyTorch (CPU and every GPU) and ask for deterministic kernels.
+
+    Args:
+        seed: the seed; ``None`` uses ``DL_LABS_SEED`` if set, else 0.
+        deterministic: if True, ``torch.use_deterministic_algorithms(True, warn_only=True)``
+            (some GPU backward passes have no deterministic version: they warn, not fail)
+            and cuDNN autotuning off.
+
+    Returns:
+        int: the seed actually used (print it when it matters).
+
+    Raises:
+        TypeError, ValueError: see :func:`get_seed`.
+    """
+    seed = get_seed(seed)
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed)
+    except ImportError:  # pragma: no cover - numpy is a dependency
+        pass
+    try:
+        import torch
+    except ImportError:  # pragma: no cover - torch is optional for the package
+        return seed
+    torch.manual_seed(seed)  # also seeds every CUDA device
+    if deterministic:
+        # cuBLAS needs this for deterministic matmuls on CUDA >= 10.2; harmless elsewhere.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        torch.backends.cudnn.deterministic = True
+    return seed

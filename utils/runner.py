@@ -1,0 +1,151 @@
+"""Execute notebooks headless: ``make run`` (scratch copies, timing table) and
+``make execute`` (in place, to make the committed baseline).
+
+Usage::
+
+    python -m utils.runner [NOTEBOOK ...]            # scratch copies; table + reports/
+    python -m utils.runner --inplace NOTEBOOK ...    # re-execute and save in place
+
+Every kernel gets the pinned numeric environment of ``numeric.env`` (thread count, CPU
+kernel family), the same that ``make test`` gives nbval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["numeric_env", "apply_numeric_env", "execute_notebook", "main"]
+
+_MARKER = "__DL_LABS_RUNNER__"
+_PROBE = (
+    "import json as _j, resource as _r\n"
+    "_res = globals().get('results')\n"
+    f"print({_MARKER!r} + _j.dumps({{'peak_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024, "
+    "'results': _res if isinstance(_res, dict) else None}, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))"
+)
+
+
+def _root() -> Path:
+    return Path(__file__).resolve().parents[1]
+
+
+def numeric_env(path: Path | None = None) -> dict[str, str]:
+    """The pinned variables in ``numeric.env`` (KEY=VALUE lines, # comments)."""
+    path = path or _root() / "numeric.env"
+    env = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith("#") and "=" in line:
+                key, value = line.split("=", 1)
+                env[key.strip()] = value.strip()
+    return env
+
+
+def apply_numeric_env() -> dict[str, str]:
+    """Put the pinned variables into ``os.environ`` (kernels started later inherit them)."""
+    env = numeric_env()
+    os.environ.update(env)
+    return env
+
+
+def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -> dict:
+    """Run a notebook top to bottom in a fresh kernel.
+
+    Args:
+        path: the .ipynb file.
+        inplace: save the executed notebook over ``path`` (else run a scratch copy).
+        timeout: per-cell timeout in seconds.
+
+    Returns:
+        dict: notebook, seconds, peak_mb (kernel peak RSS), ok, error, results.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    path = Path(path)
+    nb = nbformat.read(str(path), as_version=4)
+    probe = nbformat.v4.new_code_cell(_PROBE)
+    with tempfile.TemporaryDirectory(prefix="dl-labs-run-") as scratch:
+        workdir = path.parent if inplace else Path(scratch)
+        if not inplace:
+            shutil.copy(path, Path(scratch) / path.name)
+        nb.cells.append(probe)
+        client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
+                                resources={"metadata": {"path": str(workdir)}},
+                                record_timing=False)
+        start = time.perf_counter()
+        error = None
+        try:
+            client.execute()
+        except CellExecutionError as exc:
+            error = str(exc).strip().splitlines()[-1][:200]
+        except Exception as exc:  # kernel died, timeout, ...
+            error = f"{type(exc).__name__}: {str(exc)[:200]}"
+        seconds = time.perf_counter() - start
+    nb.cells.pop()  # the probe
+    info = {}
+    for output in probe.get("outputs", []):
+        text = output.get("text", "")
+        if _MARKER in text:
+            info = json.loads(text.split(_MARKER, 1)[1])
+    if inplace and error is None:
+        nbformat.write(nb, str(path))
+    return {
+        "notebook": path.name,
+        "seconds": round(seconds, 1),
+        "peak_mb": round(info.get("peak_mb", float("nan")), 0),
+        "ok": error is None,
+        "error": error,
+        "results": info.get("results"),
+    }
+
+
+def _table(rows: list[dict]) -> str:
+    lines = ["| notebook | seconds | peak MB | status | results |", "|---|---:|---:|---|---|"]
+    for r in rows:
+        status = "ok" if r["ok"] else f"FAILED: {r['error']}"
+        res = json.dumps(r["results"]) if r["results"] else ""
+        lines.append(f"| {r['notebook']} | {r['seconds']:.1f} | {r['peak_mb']:.0f} | {status} | {res} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.runner", description=__doc__.split("\n")[0])
+    parser.add_argument("notebooks", nargs="*", type=Path)
+    parser.add_argument("--inplace", action="store_true", help="save executed notebooks in place")
+    parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout (s)")
+    parser.add_argument("--reports", type=Path, default=_root() / "reports")
+    args = parser.parse_args(argv)
+    apply_numeric_env()
+    notebooks = args.notebooks or sorted((_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not notebooks:
+        print("no notebooks found", file=sys.stderr)
+        return 1
+    rows = []
+    for nb in notebooks:
+        print(f"running {nb} ...", flush=True)
+        row = execute_notebook(nb, inplace=args.inplace, timeout=args.timeout)
+        print(f"  {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB, "
+              f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}", flush=True)
+        rows.append(row)
+    table = _table(rows)
+    print("\n" + table)
+    if not args.inplace:
+        args.reports.mkdir(parents=True, exist_ok=True)
+        (args.reports / "run.json").write_text(json.dumps(rows, indent=2) + "\n")
+        (args.reports / "run.md").write_text(table + "\n")
+        print(f"\nwritten: {args.reports / 'run.json'}, {args.reports / 'run.md'}")
+    return 0 if all(r["ok"] for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
