@@ -47,7 +47,7 @@ data: $(STAMP) sysdeps
 	$(PY) -m utils.data prepare
 
 lab: data
-	env $(NUMERIC_ENV) $(VENV)/bin/jupyter lab --notebook-dir=.
+	env $(NUMERIC_ENV) $(PY) -m jupyterlab --notebook-dir=.
 
 test: data
 	$(MAKE) --no-print-directory lint unit nbval

@@ -229,7 +229,8 @@ def new_notebook(number: int, slug: str, title: str, root: Path | None = None) -
         ValueError: bad number/slug, or the notebook exists already.
     """
     import nbformat
-    from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook as nb_new
+    from nbformat.v4 import new_code_cell, new_markdown_cell
+    from nbformat.v4 import new_notebook as nb_new
 
     root = root or repo_root()
     if isinstance(number, bool) or not isinstance(number, int) or not 0 <= number <= 99:

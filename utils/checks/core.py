@@ -96,7 +96,7 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
             return f"{path}: expected a {type(expected).__name__} of {len(expected)}, got {type(got).__name__}"
         if len(got) != len(expected):
             return f"{path}: expected {len(expected)} items, got {len(got)}"
-        for i, (e, g) in enumerate(zip(expected, got)):
+        for i, (e, g) in enumerate(zip(expected, got, strict=False)):
             msg = compare_values(e, g, atol=atol, rtol=rtol, path=f"{path}[{i}]")
             if msg:
                 return msg

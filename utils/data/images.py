@@ -79,7 +79,7 @@ class ImageDataset:
 def _to_tensors(*arrays, dtypes):
     import torch
 
-    return tuple(torch.as_tensor(np.ascontiguousarray(a), dtype=d) for a, d in zip(arrays, dtypes))
+    return tuple(torch.as_tensor(np.ascontiguousarray(a), dtype=d) for a, d in zip(arrays, dtypes, strict=False))
 
 
 def train_val_split(X, y, val_fraction: float = 0.1, seed: int = SPLIT_SEED):
