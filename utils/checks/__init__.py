@@ -12,9 +12,9 @@ from typing import Any
 
 from .core import Case, compare_values, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "setup"]
+__all__ = ["Case", "compare_values", "run_check", "perceptron", "setup"]
 
-_TOPICS = {"setup"}
+_TOPICS = {"perceptron", "setup"}
 
 
 def __getattr__(name: str) -> Any:

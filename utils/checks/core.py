@@ -71,7 +71,8 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> 
     if nan_mismatch.any():
         idx = tuple(int(i) for i in np.argwhere(nan_mismatch)[0])
         return f"{path}: NaN pattern differs, first at {idx} (expected {_fmt(e[idx])}, got {_fmt(g[idx])})"
-    e0, g0 = np.nan_to_num(e, nan=0.0), np.nan_to_num(g, nan=0.0)
+    e0 = np.nan_to_num(e, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    g0 = np.nan_to_num(g, nan=0.0, posinf=np.inf, neginf=-np.inf)
     err = np.abs(e0 - g0)
     bad = err > atol + rtol * np.abs(e0)
     if bad.any():

@@ -37,7 +37,14 @@ from .synthetic import (
     make_detection_canvases,
     make_segmentation_scenes,
 )
-from .toy import make_gaussian_ring, make_moons, make_rings, make_spiral, ring_centers
+from .toy import (
+    make_blobs,
+    make_gaussian_ring,
+    make_moons,
+    make_rings,
+    make_spiral,
+    ring_centers,
+)
 
 __all__ = [
     "DATA_ENV_VAR",
@@ -53,6 +60,7 @@ __all__ = [
     "load_names",
     "bigram_nll",
     "BOUNDARY",
+    "make_blobs",
     "make_spiral",
     "make_moons",
     "make_rings",

@@ -6,7 +6,9 @@ import numpy as np
 
 from .._validation import check_float, check_int
 
-__all__ = ["make_spiral", "make_moons", "make_rings", "make_gaussian_ring", "ring_centers"]
+__all__ = [
+    "make_blobs", "make_spiral", "make_moons", "make_rings", "make_gaussian_ring", "ring_centers",
+]
 
 
 def _tensors(X: np.ndarray, y: np.ndarray):
@@ -90,4 +92,25 @@ def make_gaussian_ring(
     rng = np.random.default_rng(seed)
     y = rng.integers(0, n_modes, n)
     X = centers[y] + rng.normal(0.0, sigma, (n, 2))
+    return _tensors(X, y)
+
+
+def make_blobs(n: int = 200, centers: int = 2, std: float = 1.0, seed: int = 0):
+    """Isotropic Gaussian blobs in 2-D (scikit-learn's ``make_blobs``), seeded.
+
+    Args:
+        n: number of points.
+        centers: number of blobs (= classes).
+        std: standard deviation of each blob.
+        seed: seed of the centres and the points.
+
+    Returns:
+        tuple: X Tensor[n, 2] float32, y Tensor[n] int64 (blob index).
+    """
+    from sklearn.datasets import make_blobs as sk_blobs
+
+    check_int("n", n, minimum=2)
+    check_int("centers", centers, minimum=1)
+    check_float("std", std, minimum=0.0, strict_min=True)
+    X, y = sk_blobs(n_samples=n, centers=centers, cluster_std=std, random_state=seed)
     return _tensors(X, y)

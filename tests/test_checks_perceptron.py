@@ -1,0 +1,142 @@
+"""The lab-01 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.checks import perceptron as checks
+
+
+def _quiet(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+# ----- perceptron_fit -------------------------------------------------------------------------
+def perceptron_vectorised_style(X, y, epochs, lr):
+    """Correct, written differently: augmented weight vector, lists, ints."""
+    wb = np.zeros(X.shape[1] + 1)
+    Xa = np.hstack([X, np.ones((len(X), 1))])
+    history = []
+    for _ in range(epochs):
+        n = 0
+        for i in range(len(Xa)):
+            pred = 1 if Xa[i] @ wb > 0 else 0
+            delta = y[i] - pred
+            if delta:
+                wb += lr * delta * Xa[i]
+                n += 1
+        history.append(n)
+        if not n:
+            break
+    return wb[:-1], float(wb[-1]), history
+
+
+def perceptron_ge(X, y, epochs, lr):
+    w, b, errs = np.zeros(X.shape[1]), 0.0, []
+    for _ in range(epochs):
+        n = 0
+        for xi, yi in zip(X, y, strict=False):
+            yh = float(w @ xi + b >= 0)  # mistake: >= instead of >
+            if yh != yi:
+                w, b, n = w + lr * (yi - yh) * xi, b + lr * (yi - yh), n + 1
+        errs.append(n)
+        if n == 0:
+            break
+    return w, b, errs
+
+
+def perceptron_no_early_stop(X, y, epochs, lr):
+    w, b, errs = np.zeros(X.shape[1]), 0.0, []
+    for _ in range(epochs):
+        n = 0
+        for xi, yi in zip(X, y, strict=False):
+            yh = float(w @ xi + b > 0)
+            if yh != yi:
+                w, b, n = w + lr * (yi - yh) * xi, b + lr * (yi - yh), n + 1
+        errs.append(n)
+    return w, b, errs
+
+
+def perceptron_no_bias(X, y, epochs, lr):
+    w, errs = np.zeros(X.shape[1]), []
+    for _ in range(epochs):
+        n = 0
+        for xi, yi in zip(X, y, strict=False):
+            yh = float(w @ xi > 0)
+            if yh != yi:
+                w, n = w + lr * (yi - yh) * xi, n + 1
+        errs.append(n)
+        if n == 0:
+            break
+    return w, 0.0, errs
+
+
+def perceptron_batch_update(X, y, epochs, lr):
+    w, b, errs = np.zeros(X.shape[1]), 0.0, []
+    for _ in range(epochs):
+        yh = (X @ w + b > 0).astype(float)  # mistake: one batch update per epoch
+        d = y - yh
+        w, b = w + lr * d @ X, b + lr * d.sum()
+        errs.append(int((d != 0).sum()))
+        if errs[-1] == 0:
+            break
+    return w, b, errs
+
+
+def test_perceptron_check_accepts_reference_and_alternative(capsys):
+    assert _quiet(checks.check_perceptron_fit, checks.reference_perceptron_fit, capsys)
+    assert _quiet(checks.check_perceptron_fit, perceptron_vectorised_style, capsys)
+
+
+@pytest.mark.parametrize("wrong", [perceptron_ge, perceptron_no_early_stop, perceptron_no_bias,
+                                   perceptron_batch_update])
+def test_perceptron_check_rejects_mistakes(wrong, capsys):
+    assert not _quiet(checks.check_perceptron_fit, wrong, capsys)
+
+
+# ----- hinge_loss -----------------------------------------------------------------------------
+def hinge_alternative(scores, y, w, lam):
+    return 0.5 * lam * w.dot(w) + F.relu(1 - y * scores).sum()
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda s, y, w, lam: lam / 2 * (w**2).sum() + torch.clamp(1 - y * s, min=0).mean(),  # mean
+    lambda s, y, w, lam: lam * (w**2).sum() + torch.clamp(1 - y * s, min=0).sum(),  # no 1/2
+    lambda s, y, w, lam: lam / 2 * (w**2).sum() + (1 - y * s).sum(),  # no max(0, .)
+    lambda s, y, w, lam: torch.clamp(1 - y * s, min=0).sum(),  # no regulariser
+    lambda s, y, w, lam: float(lam / 2 * (w**2).sum() + torch.clamp(1 - y * s, min=0).sum()),  # no grad
+])
+def test_hinge_check_rejects_mistakes(wrong, capsys):
+    assert not _quiet(checks.check_hinge_loss, wrong, capsys)
+
+
+def test_hinge_check_accepts_alternative(capsys):
+    assert _quiet(checks.check_hinge_loss, hinge_alternative, capsys)
+
+
+# ----- softmax_cross_entropy ------------------------------------------------------------------
+def ce_alternative(logits, y):
+    return (torch.logsumexp(logits, dim=1) - logits[torch.arange(len(y)), y]).mean()
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda z, y: -torch.log(torch.exp(z)[torch.arange(len(y)), y] / torch.exp(z).sum(1)).mean(),  # unstable
+    lambda z, y: (torch.logsumexp(z, 1) - z[torch.arange(len(y)), y]).sum(),  # sum, not mean
+    lambda z, y: (torch.logsumexp(z, 0).mean() - z[torch.arange(len(y)), y].mean()),  # wrong dim
+    lambda z, y: -torch.log_softmax(z, 1)[:, 0].mean(),  # ignores labels
+])
+def test_ce_check_rejects_mistakes(wrong, capsys):
+    assert not _quiet(checks.check_softmax_cross_entropy, wrong, capsys)
+
+
+def test_ce_check_accepts_alternative_and_torch(capsys):
+    assert _quiet(checks.check_softmax_cross_entropy, ce_alternative, capsys)
+    assert _quiet(checks.check_softmax_cross_entropy, F.cross_entropy, capsys)

@@ -1,0 +1,165 @@
+"""Checks for the perceptron and linear-classifier lab (01)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_perceptron_fit", "check_hinge_loss", "check_softmax_cross_entropy",
+           "reference_perceptron_fit"]
+
+
+def reference_perceptron_fit(X: np.ndarray, y: np.ndarray, epochs: int, lr: float):
+    """Compact reference of the perceptron rule (no library implements this exact variant:
+    scikit-learn's Perceptron also updates on a zero score)."""
+    w, b, errors = np.zeros(X.shape[1]), 0.0, []
+    for _ in range(epochs):
+        n_err = 0
+        for xi, yi in zip(X, y, strict=False):
+            y_hat = float(w @ xi + b > 0)
+            if y_hat != yi:
+                w = w + lr * (yi - y_hat) * xi
+                b = b + lr * (yi - y_hat)
+                n_err += 1
+        errors.append(n_err)
+        if n_err == 0:
+            break
+    return w, b, errors
+
+
+def _as_result(out):
+    """Normalise (w, b, errors) so that NumPy/float/list variants compare equally."""
+    w, b, errors = out
+    return np.asarray(w, dtype=np.float64), float(b), [int(e) for e in errors]
+
+
+def _perceptron_case(name, X, y, epochs, lr) -> Case:
+    def test(fn):
+        got = fn(X.copy(), y.copy(), epochs, lr)
+        if not isinstance(got, tuple) or len(got) != 3:
+            return f"expected a tuple (w, b, errors_per_epoch), got {type(got).__name__}"
+        try:
+            got = _as_result(got)
+        except (TypeError, ValueError) as exc:
+            return f"could not read (w, b, errors_per_epoch): {exc}"
+        expected = _as_result(reference_perceptron_fit(X, y, epochs, lr))
+        if len(got[2]) != len(expected[2]):
+            return (f"errors_per_epoch has {len(got[2])} entries, expected {len(expected[2])} "
+                    f"(stop after the first epoch without errors): expected {expected[2]}, got {got[2]}")
+        return compare_values(expected, got, atol=1e-9, rtol=1e-9)
+
+    return Case(name, test=test)
+
+
+def check_perceptron_fit(perceptron_fit: Callable) -> bool:
+    """Check ``perceptron_fit(X, y, epochs, lr) -> (w, b, errors_per_epoch)``."""
+    rng = np.random.default_rng(3)
+    gates = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    blobs = np.concatenate([rng.normal(-2, 0.7, (20, 3)), rng.normal(2, 0.7, (20, 3))])
+    blob_y = np.repeat([0.0, 1.0], 20)
+    order = rng.permutation(40)
+    cases = [
+        _perceptron_case("AND gate, lr=1 (known values)", gates, np.array([0, 0, 0, 1.0]), 20, 1.0),
+        _perceptron_case("OR gate, lr=0.5", gates, np.array([0, 1, 1, 1.0]), 20, 0.5),
+        _perceptron_case("XOR never converges: all 7 epochs run", gates, np.array([0, 1, 1, 0.0]), 7, 1.0),
+        _perceptron_case("separable 3-D blobs, shuffled order, lr=0.1", blobs[order], blob_y[order], 50, 0.1),
+        _perceptron_case("already correct data: one epoch, no update",
+                         np.array([[-1.0, 0.0], [-2.0, 1.0]]), np.array([0, 0.0]), 10, 1.0),
+    ]
+    return run_check(
+        "perceptron_fit(X, y, epochs, lr)", perceptron_fit, cases,
+        hint="start from w = 0, b = 0; visit samples in the given order; predict y_hat = "
+             "float(w @ x + b > 0) (strictly greater); update w += lr * (y - y_hat) * x and "
+             "b += lr * (y - y_hat); count updates per epoch and stop after an epoch with none",
+    )
+
+
+def _ref_hinge(scores, y, w, lam):
+    from sklearn.metrics import hinge_loss
+
+    n = len(y)
+    data = float(hinge_loss(y.numpy(), scores.detach().numpy().astype(np.float64))) * n
+    return float(lam / 2 * (w.double() ** 2).sum()) + data
+
+
+def check_hinge_loss(hinge_loss: Callable) -> bool:
+    """Check ``hinge_loss(scores, y, w, lam)`` = lam/2 ||w||^2 + sum_i max(0, 1 - y_i s_i)."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randn(30, generator=g, dtype=torch.float64) * 2
+    y = torch.randint(0, 2, (30,), generator=g) * 2 - 1
+    w = torch.randn(5, generator=g, dtype=torch.float64)
+
+    def grad_case(fn):
+        sc = s.clone().requires_grad_(True)
+        wc = w.clone().requires_grad_(True)
+        out = fn(sc, y.clone(), wc, 0.1)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return "return a torch scalar built from the inputs, so autograd can train with it"
+        out.backward()
+        expected_w = 0.1 * w
+        msg = compare_values(expected_w, wc.grad, atol=1e-9, rtol=1e-7, path="d loss / d w")
+        if msg:
+            return msg
+        margin_active = (1 - y * s) > 0
+        expected_s = torch.where(margin_active, -y.double(), torch.zeros_like(s))
+        return compare_values(expected_s, sc.grad, atol=1e-9, rtol=1e-7, path="d loss / d scores")
+
+    cases = [
+        Case("all margins satisfied, lam=0 -> 0",
+             (torch.tensor([2.0, -3.0]), torch.tensor([1, -1]), torch.zeros(2), 0.0), expected=0.0),
+        Case("known values: s=(0.5, 0.5), y=(1, -1), w=(3, 4), lam=0.1",
+             (torch.tensor([0.5, 0.5]), torch.tensor([1, -1]), torch.tensor([3.0, 4.0]), 0.1),
+             expected=0.5 + 1.5 + 0.05 * 25),
+        Case("30 random scores vs scikit-learn hinge_loss x N + L2", (s, y, w, 0.3),
+             expected=_ref_hinge, atol=1e-8, rtol=1e-8),
+        Case("a sum over samples, not a mean (N=30, lam=0)", (s, y, w, 0.0),
+             expected=_ref_hinge, atol=1e-8, rtol=1e-8),
+        Case("gradients w.r.t. w and the scores (autograd)", test=grad_case),
+    ]
+    return run_check(
+        "hinge_loss(scores, y, w, lam)", hinge_loss, cases,
+        hint="lam / 2 * (w ** 2).sum() + torch.clamp(1 - y * scores, min=0).sum(); use torch "
+             "operations so autograd can differentiate it",
+    )
+
+
+def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
+    """Check ``softmax_cross_entropy(logits, y)`` against ``torch.nn.functional.cross_entropy``."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(16, 10, generator=g)
+    y = torch.randint(0, 10, (16,), generator=g)
+    big = torch.tensor([[1000.0, 0.0, -1000.0], [-500.0, 800.0, 790.0]])
+    big_y = torch.tensor([1, 2])
+
+    def grad_case(fn):
+        x = logits.clone().double().requires_grad_(True)
+        out = fn(x, y)
+        if not isinstance(out, torch.Tensor) or not out.requires_grad:
+            return "return a torch scalar built from the logits, so autograd can train with it"
+        out.backward()
+        ref = logits.clone().double().requires_grad_(True)
+        F.cross_entropy(ref, y).backward()
+        return compare_values(ref.grad, x.grad, atol=1e-10, rtol=1e-7, path="d loss / d logits")
+
+    cases = [
+        Case("16 x 10 random logits", (logits, y), expected=F.cross_entropy, atol=1e-6),
+        Case("uniform logits give log(C) = log(4)", (torch.zeros(3, 4), torch.tensor([0, 1, 3])),
+             expected=F.cross_entropy),
+        Case("one sample", (logits[:1], y[:1]), expected=F.cross_entropy, atol=1e-6),
+        Case("huge logits (+-1000): numerically stable, finite", (big, big_y),
+             expected=F.cross_entropy, atol=1e-4),
+        Case("gradient equals PyTorch's (float64)", test=grad_case),
+    ]
+    return run_check(
+        "softmax_cross_entropy(logits, y)", softmax_cross_entropy, cases,
+        hint="subtract the row maximum before exponentiating (log-sum-exp trick); the loss "
+             "is the mean over the batch of logsumexp(logits_i) - logits_i[y_i]",
+    )
