@@ -12,9 +12,9 @@ from typing import Any
 
 from .core import Case, compare_values, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "perceptron", "setup"]
+__all__ = ["Case", "compare_values", "run_check", "backprop", "perceptron", "setup"]
 
-_TOPICS = {"perceptron", "setup"}
+_TOPICS = {"backprop", "perceptron", "setup"}
 
 
 def __getattr__(name: str) -> Any:

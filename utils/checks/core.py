@@ -125,7 +125,7 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
         if _is_tensor(got) or isinstance(got, np.ndarray):
             if got.ndim != 0 and tuple(got.shape) != (1,):
                 return f"{path}: expected a single number, got shape {tuple(got.shape)}"
-            got = got.item()
+            got = got.detach().item() if _is_tensor(got) else got.item()
         if isinstance(got, bool) or not isinstance(got, (int, float, np.integer, np.floating)):
             return f"{path}: expected a number, got {type(got).__name__} {got!r}"
         e, g = float(expected), float(got)

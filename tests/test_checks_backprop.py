@@ -1,0 +1,142 @@
+"""The lab-02 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from utils.checks import backprop as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+# ----- numerical_gradient ---------------------------------------------------------------------
+def numgrad_flat(f, x, eps=1e-6):
+    """Correct, written differently: perturb a copy through a flat view."""
+    x0 = np.array(x, dtype=np.float64)
+    flat = x0.reshape(-1)
+    out = np.empty_like(flat)
+    for i in range(flat.size):
+        step = np.zeros_like(flat)
+        step[i] = eps
+        out[i] = (f((flat + step).reshape(x0.shape)) - f((flat - step).reshape(x0.shape))) / (2 * eps)
+    return out.reshape(x0.shape)
+
+
+def numgrad_forward(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        xp = x.copy()
+        xp[idx] += eps
+        g[idx] = (f(xp) - f(x)) / eps
+    return g
+
+
+def numgrad_no_restore(f, x, eps=1e-6):
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        x[idx] += eps
+        fp = f(x)
+        x[idx] -= 2 * eps
+        g[idx] = (fp - f(x)) / (2 * eps)
+    return g
+
+
+def numgrad_ignores_eps(f, x, eps=1e-6):
+    return checks.reference_numerical_gradient(f, x, 1e-6)
+
+
+def numgrad_flattened_output(f, x, eps=1e-6):
+    return checks.reference_numerical_gradient(f, x, eps).ravel()
+
+
+def numgrad_no_half(f, x, eps=1e-6):
+    return 2 * checks.reference_numerical_gradient(f, x, eps)
+
+
+def test_numgrad_check_accepts_reference_and_alternative(capsys):
+    assert _verdict(checks.check_numerical_gradient, checks.reference_numerical_gradient, capsys)
+    assert _verdict(checks.check_numerical_gradient, numgrad_flat, capsys)
+
+
+@pytest.mark.parametrize("wrong", [numgrad_forward, numgrad_no_restore, numgrad_ignores_eps,
+                                   numgrad_flattened_output, numgrad_no_half])
+def test_numgrad_check_rejects_mistakes(wrong, capsys):
+    assert not _verdict(checks.check_numerical_gradient, wrong, capsys)
+
+
+# ----- mlp_forward_backward -------------------------------------------------------------------
+def mlp_recursive(params, X, y, activation=np.tanh, dact=lambda a: 1 - a**2, mean=True,
+                  transpose_dw=False, skip_db=False):
+    """Correct by default (written recursively); flags inject typical mistakes."""
+    n = len(y)
+
+    def forward_backward(i, a_prev):
+        W, b = params[i]
+        z = a_prev @ W.T + b
+        if i == len(params) - 1:
+            p = np.exp(z - z.max(1, keepdims=True))
+            p /= p.sum(1, keepdims=True)
+            loss = -np.log(p[np.arange(n), y]).sum()
+            delta = p.copy()
+            delta[np.arange(n), y] -= 1
+            if mean:
+                loss, delta = loss / n, delta / n
+            return loss, delta, []
+        a = activation(z)
+        loss, delta_next, grads = forward_backward(i + 1, a)
+        W_next = params[i + 1][0]
+        dW_next = delta_next.T @ a
+        grads = [(dW_next.T if transpose_dw and dW_next.shape[0] == dW_next.shape[1] else dW_next,
+                  np.zeros_like(params[i + 1][1]) if skip_db else delta_next.sum(0))] + grads
+        return loss, (delta_next @ W_next) * dact(a), grads
+
+    loss, delta0, grads = forward_backward(0, X)
+    grads = [(delta0.T @ X, np.zeros_like(params[0][1]) if skip_db else delta0.sum(0))] + grads
+    return float(loss), grads
+
+
+def test_mlp_check_accepts_reference_and_alternative(capsys):
+    assert _verdict(checks.check_mlp_forward_backward, checks.reference_mlp_forward_backward, capsys)
+    assert _verdict(checks.check_mlp_forward_backward, mlp_recursive, capsys)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"mean": False},                                            # sum instead of mean
+    {"activation": lambda z: np.maximum(z, 0), "dact": lambda a: (a > 0).astype(float)},  # ReLU
+    {"dact": lambda a: 1 - a},                                  # wrong tanh derivative
+    {"skip_db": True},                                          # forgot the bias gradients
+])
+def test_mlp_check_rejects_mistakes(kwargs, capsys):
+    assert not _verdict(checks.check_mlp_forward_backward,
+                        lambda p, X, y: mlp_recursive(p, X, y, **kwargs), capsys)
+
+
+def test_mlp_check_rejects_reversed_grads(capsys):
+    def reversed_grads(params, X, y):
+        loss, grads = checks.reference_mlp_forward_backward(params, X, y)
+        return loss, grads[::-1]
+
+    assert not _verdict(checks.check_mlp_forward_backward, reversed_grads, capsys)
+
+
+# ----- count_parameters -----------------------------------------------------------------------
+def test_count_parameters_check(capsys):
+    def alt(sizes):
+        total = 0
+        for i in range(1, len(sizes)):
+            total += (sizes[i - 1] + 1) * sizes[i]
+        return total
+
+    assert _verdict(checks.check_count_parameters, alt, capsys)
+    assert not _verdict(checks.check_count_parameters,
+                        lambda s: sum(a * b for a, b in zip(s, s[1:])), capsys)  # no biases
+    assert not _verdict(checks.check_count_parameters,
+                        lambda s: sum(a * b + a for a, b in zip(s, s[1:])), capsys)  # bias on input side
