@@ -112,7 +112,7 @@ def hinge_alternative(scores, y, w, lam):
     lambda s, y, w, lam: lam * (w**2).sum() + torch.clamp(1 - y * s, min=0).sum(),  # no 1/2
     lambda s, y, w, lam: lam / 2 * (w**2).sum() + (1 - y * s).sum(),  # no max(0, .)
     lambda s, y, w, lam: torch.clamp(1 - y * s, min=0).sum(),  # no regulariser
-    lambda s, y, w, lam: float(lam / 2 * (w**2).sum() + torch.clamp(1 - y * s, min=0).sum()),  # no grad
+    lambda s, y, w, lam: float(lam / 2 * (w**2).sum().detach() + torch.clamp(1 - y * s, min=0).sum().detach()),  # no grad
 ])
 def test_hinge_check_rejects_mistakes(wrong, capsys):
     assert not _quiet(checks.check_hinge_loss, wrong, capsys)

@@ -103,7 +103,7 @@ def describe_environment(device=None) -> dict[str, str]:
     if torch.device(device).type == "cuda":
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     override = os.environ.get(DEVICE_ENV_VAR)
-    if override:
+    if override and str(torch.device(override.strip().lower())) == str(torch.device(device)):
         info["device_reason"] = f"set by {DEVICE_ENV_VAR}={override}"
     elif torch.device(device).type == "cpu":
         info["device_reason"] = "no CUDA or MPS device found, using the CPU"

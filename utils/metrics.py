@@ -188,4 +188,4 @@ def mmd2_biased(X, Y, sigma: float) -> float:
     def kernel(A, B):
         return torch.exp(-torch.cdist(A, B).pow(2) / (2 * sigma**2)).mean()
 
-    return float(kernel(X, X) + kernel(Y, Y) - 2 * kernel(X, Y))
+    return max(float(kernel(X, X) + kernel(Y, Y) - 2 * kernel(X, Y)), 0.0)

@@ -150,7 +150,10 @@ def plot_history(
     lengths = {len(history[k]) for k in keys}
     if len(lengths) != 1:
         raise ValueError(f"history: expected lists of equal length, got lengths {sorted(lengths)}")
-    x = history.get("epoch") or list(range(1, lengths.pop() + 1))
+    length = lengths.pop()
+    x = history.get("epoch") or list(range(1, length + 1))
+    if len(x) != length:
+        raise ValueError(f"history['epoch']: expected {length} entries, got {len(x)}")
     with style():
         if ax is not None:
             fig, axes = ax.figure, {k: ax for k in keys}
@@ -250,6 +253,8 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
         raise ValueError(f"weight: expected (C_out, C_in, kh, kw) or (C, H, W), got {arr.shape}")
     check_int("ncols", ncols, minimum=1)
     n = len(arr)
+    if n == 0:
+        raise ValueError("weight: expected at least one kernel or map, got 0")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     with style():

@@ -31,7 +31,7 @@ def get_seed(seed: int | None = None) -> int:
                 f"environment variable {SEED_ENV_VAR}: expected a non-negative integer, "
                 f"got {raw!r}"
             ) from None
-        if seed < 0:
+        if not 0 <= seed < 2**32:
             raise ValueError(
                 f"environment variable {SEED_ENV_VAR}: expected a non-negative integer, "
                 f"got {raw!r}"

@@ -41,6 +41,8 @@ def batches(X, y, batch_size: int, *, shuffle: bool = False, generator=None) -> 
 
 
 def _iterate(data, batch_size, shuffle, generator, device) -> Iterable[tuple]:
+    if isinstance(data, list) and len(data) == 2 and hasattr(data[0], "shape"):
+        raise TypeError("data: got a list [X, y]; pass a tuple (X, y) of tensors")
     if isinstance(data, tuple) and len(data) == 2:
         X, y = data
         return batches(X.to(device), y.to(device), batch_size, shuffle=shuffle, generator=generator)
@@ -90,16 +92,18 @@ def evaluate(model, data, *, loss_fn: Callable | None = None, batch_size: int = 
     was_training = model.training
     model.eval()
     total_loss, correct, count, has_acc = 0.0, 0, 0, True
-    with torch.no_grad():
-        for xb, yb in _iterate(data, batch_size, False, None, device):
-            out = model(xb)
-            total_loss += loss_fn(out, yb).item() * len(xb)
-            if out.ndim == 2 and yb.ndim == 1 and not yb.is_floating_point():
-                correct += (out.argmax(1) == yb).sum().item()
-            else:
-                has_acc = False
-            count += len(xb)
-    model.train(was_training)
+    try:
+        with torch.no_grad():
+            for xb, yb in _iterate(data, batch_size, False, None, device):
+                out = model(xb)
+                total_loss += loss_fn(out, yb).item() * len(xb)
+                if out.ndim == 2 and yb.ndim == 1 and not yb.is_floating_point():
+                    correct += (out.argmax(1) == yb).sum().item()
+                else:
+                    has_acc = False
+                count += len(xb)
+    finally:
+        model.train(was_training)
     if count == 0:
         raise ValueError("data: expected at least one sample, got none")
     result = {"loss": total_loss / count}
@@ -204,6 +208,11 @@ def fit(
                 correct += (out.detach().argmax(1) == yb).sum().item()
             else:
                 has_acc = False
+        if count == 0:
+            raise ValueError(
+                "train_data: yielded no batches in epoch "
+                f"{epoch} (a one-shot iterator is exhausted after one epoch: pass a DataLoader or (X, y))"
+            )
         history["epoch"].append(epoch)
         history["train_loss"].append(total / max(count, 1))
         if has_acc:

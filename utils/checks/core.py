@@ -71,8 +71,13 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> 
     if nan_mismatch.any():
         idx = tuple(int(i) for i in np.argwhere(nan_mismatch)[0])
         return f"{path}: NaN pattern differs, first at {idx} (expected {_fmt(e[idx])}, got {_fmt(g[idx])})"
-    e0 = np.nan_to_num(e, nan=0.0, posinf=np.inf, neginf=-np.inf)
-    g0 = np.nan_to_num(g, nan=0.0, posinf=np.inf, neginf=-np.inf)
+    inf_mismatch = (np.isinf(e) | np.isinf(g)) & (e != g)
+    if inf_mismatch.any():
+        idx = tuple(int(i) for i in np.argwhere(inf_mismatch)[0])
+        where = f" at index {idx}" if idx else ""
+        return f"{path}: infinite value mismatch{where}: expected {_fmt(e[idx])}, got {_fmt(g[idx])}"
+    finite = np.isfinite(e) & np.isfinite(g)
+    e0, g0 = np.where(finite, e, 0.0), np.where(finite, g, 0.0)
     err = np.abs(e0 - g0)
     bad = err > atol + rtol * np.abs(e0)
     if bad.any():
@@ -118,9 +123,11 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
             return f"{path}: expected a NumPy array, got {type(got).__name__}"
         return _compare_arrays(expected, got, atol, rtol, path)
     if isinstance(expected, (bool, np.bool_)):
-        if got is not None and not isinstance(got, (bool, np.bool_)) and _is_tensor(got):
-            got = bool(got)
-        return None if got == expected else f"{path}: expected {expected}, got {got!r}"
+        if _is_tensor(got) and got.numel() == 1 and got.dtype == __import__("torch").bool:
+            got = bool(got.item())
+        if not isinstance(got, (bool, np.bool_)):
+            return f"{path}: expected a bool ({expected}), got {type(got).__name__} {got!r}"
+        return None if bool(got) == bool(expected) else f"{path}: expected {expected}, got {got!r}"
     if isinstance(expected, (int, float, np.integer, np.floating)):
         if _is_tensor(got) or isinstance(got, np.ndarray):
             if got.ndim != 0 and tuple(got.shape) != (1,):
@@ -131,10 +138,19 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
         e, g = float(expected), float(got)
         if math.isnan(e) and math.isnan(g):
             return None
+        if math.isinf(e) or math.isinf(g):
+            return None if e == g else f"{path}: expected {_fmt(e)}, got {_fmt(g)}"
         if not abs(e - g) <= atol + rtol * abs(e):
+            if f"{e:.6g}" == f"{g:.6g}":
+                return (f"{path}: expected {e!r}, got {g!r} (equal to 6 digits: a precision "
+                        "problem, e.g. float32 where float64 is needed?)")
             return f"{path}: expected {_fmt(e)}, got {_fmt(g)}"
         return None
-    return None if got == expected else f"{path}: expected {expected!r}, got {got!r}"
+    try:
+        same = bool(got == expected)
+    except Exception:  # e.g. an ambiguous array comparison
+        same = False
+    return None if same else f"{path}: expected {expected!r}, got {got!r}"
 
 
 def _clone(value):
@@ -171,6 +187,9 @@ def run_check(title: str, student_fn: Callable, cases: Sequence[Case], *,
     if not callable(student_fn):
         print(f"  {FAIL} expected a function, got {type(student_fn).__name__}")
         print(f"{FAIL} 0 of {len(cases)} cases passed")
+        return False
+    if not cases:
+        print(f"  {FAIL} this check has no cases (a bug in the check, not in your code)")
         return False
     passed = 0
     not_implemented = False

@@ -6,6 +6,7 @@ import gzip
 import random
 import shutil
 import urllib.error
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -106,6 +107,10 @@ def train_val_split(X, y, val_fraction: float = 0.1, seed: int = SPLIT_SEED):
         raise ValueError(f"X and y: expected the same length, got {len(X)} and {len(y)}")
     perm = torch.randperm(len(X), generator=torch.Generator().manual_seed(seed))
     n_val = max(1, int(round(val_fraction * len(X))))
+    if n_val >= len(X):
+        raise ValueError(
+            f"val_fraction: {val_fraction} of {len(X)} rows leaves no training rows"
+        )
     val, train = perm[:n_val], perm[n_val:]
     return X[train], y[train], X[val], y[val]
 
@@ -182,10 +187,13 @@ def load_mnist1d() -> ImageDataset:
     path = data_dir() / "mnist1d.npz"
     arrays = None
     if path.is_file():
-        with np.load(path) as cached:
-            arrays = {k: cached[k] for k in ("x", "y", "x_test", "y_test")}
-        if _arrays_digest(arrays) != MNIST1D_SHA256:
-            arrays = None  # stale or corrupt cache: regenerate
+        try:
+            with np.load(path) as cached:
+                arrays = {k: cached[k] for k in ("x", "y", "x_test", "y_test")}
+            if _arrays_digest(arrays) != MNIST1D_SHA256:
+                arrays = None  # stale cache: regenerate
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile):
+            arrays = None  # corrupt cache: regenerate
     if arrays is None:
         arrays = _mnist1d_arrays()
         if _arrays_digest(arrays) != MNIST1D_SHA256:
@@ -296,6 +304,8 @@ def load_fashion_mnist(
     """
     import torch
 
+    for arg, n, total in (("n_train", n_train, 60000), ("n_test", n_test, 10000)):
+        _subsample(total, n, arg)  # validate before reading anything
     raw = ensure_fashion_mnist(download=download)
     splits = []
     for prefix, n, arg in (("train", n_train, "n_train"), ("t10k", n_test, "n_test")):

@@ -138,7 +138,10 @@ def bigram_nll(
     V = len(chars)
     counts = np.zeros((V, V))
     for word in train:
-        seq = [0] + [stoi[c] for c in word] + [0]
+        try:
+            seq = [0] + [stoi[c] for c in word] + [0]
+        except KeyError as exc:
+            raise ValueError(f"train: character {exc.args[0]!r} is not in chars") from None
         np.add.at(counts, (seq[:-1], seq[1:]), 1)
     logp = np.log((counts + alpha) / (counts + alpha).sum(axis=1, keepdims=True))
     total, n = 0.0, 0
