@@ -45,7 +45,7 @@ def test_accepts_correct_implementations(capsys, name):
     assert check_accuracy(CORRECT[name]) is True
     out = capsys.readouterr().out
     assert out.startswith("Checking accuracy(logits, y):")
-    assert f"{PASS} all 5 cases passed" in out
+    assert f"{PASS} all 6 cases passed" in out
     assert FAIL not in out
 
 
@@ -110,7 +110,12 @@ def not_implemented(logits, y):
     raise NotImplementedError()
 
 
+def zero_dim_tensor(logits, y):
+    return (logits.argmax(dim=1) == y).float().mean()  # forgot .item()
+
+
 MISTAKES = {
+    "0-d tensor instead of float": zero_dim_tensor,
     "percentage": percentage,
     "count of correct rows": count_correct,
     "argmax over dim 0": argmax_dim0,

@@ -225,7 +225,7 @@ def plot_decision_regions(
 
 
 def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float = 1.0,
-                 channel: int | None = 0, cmap: str = "RdBu_r"):
+                 channel: int | None = 0, cmap: str = "RdBu_r", labels: Sequence | None = None):
     """Show convolution kernels or feature maps, one panel each, colour-centred at 0.
 
     Args:
@@ -236,6 +236,7 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
         size: inches per panel.
         channel: input channel to show for 4-D kernels.
         cmap: diverging colour map.
+        labels: optional caption per panel.
 
     Returns:
         matplotlib.figure.Figure
@@ -255,6 +256,8 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
     n = len(arr)
     if n == 0:
         raise ValueError("weight: expected at least one kernel or map, got 0")
+    if labels is not None and len(labels) != n:
+        raise ValueError(f"labels: expected {n} captions, got {len(labels)}")
     ncols = min(ncols, n)
     nrows = math.ceil(n / ncols)
     with style():
@@ -265,6 +268,8 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
             if i < n:
                 lim = float(np.abs(arr[i]).max()) or 1.0
                 ax.imshow(arr[i], cmap=cmap, vmin=-lim, vmax=lim)
+                if labels is not None:
+                    ax.set_title(str(labels[i]), fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
     return fig

@@ -70,7 +70,8 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> 
     nan_mismatch = np.isnan(e) != np.isnan(g)
     if nan_mismatch.any():
         idx = tuple(int(i) for i in np.argwhere(nan_mismatch)[0])
-        return f"{path}: NaN pattern differs, first at {idx} (expected {_fmt(e[idx])}, got {_fmt(g[idx])})"
+        where = f", first at index {idx}" if idx else ""
+        return f"{path}: NaN where a number was expected or vice versa{where} (expected {_fmt(e[idx])}, got {_fmt(g[idx])})"
     inf_mismatch = (np.isinf(e) | np.isinf(g)) & (e != g)
     if inf_mismatch.any():
         idx = tuple(int(i) for i in np.argwhere(inf_mismatch)[0])

@@ -15,6 +15,12 @@ def _reference_accuracy(logits, y) -> float:
     return float(accuracy_score(y.numpy(), logits.argmax(dim=1).numpy()))
 
 
+def _float_type(out) -> str | None:
+    if isinstance(out, float):
+        return None
+    return f"expected a Python float, got {type(out).__name__} {out!r}"
+
+
 def _cases() -> list[Case]:
     import torch
 
@@ -33,6 +39,8 @@ def _cases() -> list[Case]:
              expected=_reference_accuracy),
         Case("50 samples, 7 classes (vs scikit-learn accuracy_score)", (big_logits, big_y),
              expected=_reference_accuracy),
+        Case("returns a Python float (use .item()), not a tensor",
+             test=lambda fn: _float_type(fn(torch.tensor([[0.0, 1.0]]), torch.tensor([1])))),
         Case("one sample, negative logits",
              (torch.tensor([[-3.0, -1.0, -2.0]]), torch.tensor([1])),
              expected=_reference_accuracy),
