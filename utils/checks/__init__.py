@@ -12,9 +12,9 @@ from typing import Any
 
 from .core import Case, compare_values, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "backprop", "perceptron", "setup"]
+__all__ = ["Case", "compare_values", "run_check", "backprop", "perceptron", "setup", "training"]
 
-_TOPICS = {"backprop", "perceptron", "setup"}
+_TOPICS = {"backprop", "perceptron", "setup", "training"}
 
 
 def __getattr__(name: str) -> Any:

@@ -1,0 +1,218 @@
+"""Checks for the training lab (03): optimizers, batch norm and dropout."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout"]
+
+
+def _param_and_grads(seed: int, shape=(4, 3), steps: int = 5):
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    p0 = torch.randn(shape, generator=g, dtype=torch.float64)
+    grads = [torch.randn(shape, generator=g, dtype=torch.float64) for _ in range(steps)]
+    return p0, grads
+
+
+def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps=5) -> Case:
+    def test(fn):
+        p0, grads = _param_and_grads(seed, shape, steps)
+        ref = p0.clone().requires_grad_(True)
+        opt = make_torch_opt([ref])
+        mine = p0.clone()
+        handle = mine
+        state = run_student.init(mine)
+        for t, grad in enumerate(grads, 1):
+            ref.grad = grad.clone()
+            opt.step()
+            state, msg = run_student.step(fn, mine, grad.clone(), state)
+            if msg:
+                return f"step {t}: {msg}"
+            if mine is not handle:
+                return "p must be updated in place (p -= ..., or p.sub_/add_), not replaced"
+            msg = compare_values(ref.detach(), mine, atol=1e-10, rtol=1e-9, path=f"p after step {t}")
+            if msg:
+                return msg
+        return None
+
+    return Case(name, test=test)
+
+
+class _SGDRunner:
+    def __init__(self, lr, momentum, nesterov):
+        self.lr, self.momentum, self.nesterov = lr, momentum, nesterov
+
+    def init(self, p):
+        return None
+
+    def step(self, fn, p, grad, buf):
+        out = fn(p, grad, buf, self.lr, self.momentum, nesterov=self.nesterov)
+        if out is None:
+            return None, "return the momentum buffer (it is passed back in as buf next step)"
+        return out, None
+
+
+class _AdamRunner:
+    def __init__(self, lr, betas, eps):
+        self.lr, self.betas, self.eps = lr, betas, eps
+
+    def init(self, p):
+        import torch
+
+        return {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+
+    def step(self, fn, p, grad, state):
+        before = state["step"]
+        fn(p, grad, state, self.lr, betas=self.betas, eps=self.eps)
+        if state.get("step") != before + 1:
+            return state, f"state['step'] should go from {before} to {before + 1}, got {state.get('step')!r}"
+        return state, None
+
+
+def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
+    """Check ``sgd_momentum_step(p, grad, buf, lr, momentum, nesterov=False)`` against torch.optim.SGD."""
+    import torch
+
+    cases = []
+    for name, lr, mom, nest, seed in [
+        ("momentum 0.9, 5 steps", 0.1, 0.9, False, 0),
+        ("momentum 0.5, lr 0.01", 0.01, 0.5, False, 1),
+        ("Nesterov, momentum 0.9", 0.1, 0.9, True, 2),
+        ("momentum 0 (plain SGD)", 0.3, 0.0, False, 3),
+    ]:
+        cases.append(_optimizer_case(
+            name, lambda params, lr=lr, mom=mom, nest=nest: torch.optim.SGD(params, lr=lr, momentum=mom, nesterov=nest),
+            _SGDRunner(lr, mom, nest), seed))
+    return run_check(
+        "sgd_momentum_step(p, grad, buf, lr, momentum, nesterov)", sgd_momentum_step, cases,
+        hint="PyTorch's convention: buf = grad on the first step (buf is None), afterwards "
+             "buf = momentum * buf + grad (no (1 - momentum) factor); the step direction is buf, "
+             "or grad + momentum * buf with Nesterov; then p -= lr * direction, in place",
+    )
+
+
+def check_adam_step(adam_step: Callable) -> bool:
+    """Check ``adam_step(p, grad, state, lr, betas, eps)`` against torch.optim.Adam over several steps."""
+    import torch
+
+    cases = []
+    for name, lr, betas, eps, seed, steps in [
+        ("defaults, 5 steps", 1e-2, (0.9, 0.999), 1e-8, 0, 5),
+        ("betas (0.8, 0.99), lr 0.1", 0.1, (0.8, 0.99), 1e-8, 1, 5),
+        ("large eps 0.1 (eps outside the square root)", 1e-2, (0.9, 0.999), 0.1, 2, 4),
+        ("first step only (bias correction matters most)", 1e-3, (0.9, 0.999), 1e-8, 3, 1),
+        ("20 steps", 1e-2, (0.9, 0.999), 1e-8, 4, 20),
+    ]:
+        cases.append(_optimizer_case(
+            name, lambda params, lr=lr, betas=betas, eps=eps: torch.optim.Adam(params, lr=lr, betas=betas, eps=eps),
+            _AdamRunner(lr, betas, eps), seed, steps=steps))
+    return run_check(
+        "adam_step(p, grad, state, lr, betas, eps)", adam_step, cases,
+        hint="increment state['step'] first; update both moving averages in place; divide each "
+             "by (1 - beta ** step) (bias correction); p -= lr * m_hat / (sqrt(v_hat) + eps)",
+    )
+
+
+def check_batchnorm_forward(batchnorm_forward: Callable) -> bool:
+    """Check ``batchnorm_forward(...)`` against ``torch.nn.functional.batch_norm``, train and eval."""
+    import torch
+    import torch.nn.functional as F
+
+    def case(name, shape, training, momentum, eps, seed):
+        def test(fn):
+            g = torch.Generator().manual_seed(seed)
+            C = shape[1]
+            x = torch.randn(shape, generator=g, dtype=torch.float64) * 3 + 1
+            gamma = torch.rand(C, generator=g, dtype=torch.float64) + 0.5
+            beta = torch.randn(C, generator=g, dtype=torch.float64)
+            rm = torch.randn(C, generator=g, dtype=torch.float64)
+            rv = torch.rand(C, generator=g, dtype=torch.float64) + 0.5
+            ref_rm, ref_rv = rm.clone(), rv.clone()
+            y_ref = F.batch_norm(x, ref_rm, ref_rv, gamma, beta, training=training, momentum=momentum, eps=eps)
+            out = fn(x.clone(), gamma.clone(), beta.clone(), rm.clone(), rv.clone(), training, momentum, eps)
+            if not isinstance(out, tuple) or len(out) != 3:
+                return "expected a tuple (y, new_running_mean, new_running_var)"
+            for label, e, got in (("y", y_ref, out[0]), ("new_running_mean", ref_rm, out[1]),
+                                  ("new_running_var", ref_rv, out[2])):
+                msg = compare_values(e, got, atol=1e-9, rtol=1e-7, path=label)
+                if msg:
+                    return msg
+            return None
+
+        return Case(name, test=test)
+
+    cases = [
+        case("training, (N, C) = (16, 5)", (16, 5), True, 0.1, 1e-5, 0),
+        case("training, (N, C, H, W) = (4, 3, 5, 6): statistics over N, H, W", (4, 3, 5, 6), True, 0.1, 1e-5, 1),
+        case("training, momentum 0.3, eps 1e-3", (8, 4), True, 0.3, 1e-3, 2),
+        case("eval mode uses the running statistics, (N, C)", (16, 5), False, 0.1, 1e-5, 3),
+        case("eval mode, (N, C, H, W)", (2, 3, 4, 4), False, 0.1, 1e-5, 4),
+    ]
+    return run_check(
+        "batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)",
+        batchnorm_forward, cases,
+        hint="in training, per channel: mean and BIASED variance over every dim but 1 normalise x; "
+             "the running variance is updated with the UNBIASED variance (n / (n - 1)); "
+             "new = (1 - momentum) * old + momentum * batch; in eval, normalise with the running stats",
+    )
+
+
+def check_dropout(dropout: Callable) -> bool:
+    """Check ``dropout(x, p, training)`` (inverted dropout) by its statistics and invariants."""
+    import torch
+
+    def stats_case(p):
+        def test(fn):
+            torch.manual_seed(0)
+            x = torch.rand(200_000, dtype=torch.float64) + 0.5
+            y = fn(x.clone(), p, True)
+            if not isinstance(y, torch.Tensor) or y.shape != x.shape:
+                return f"expected a tensor of shape {tuple(x.shape)}, got {getattr(y, 'shape', type(y).__name__)}"
+            dropped = (y == 0).double().mean().item()
+            if abs(dropped - p) > 0.01:
+                return f"fraction of zeros {dropped:.3f}, expected about p = {p}"
+            kept = y != 0
+            msg = compare_values(x[kept] / (1 - p), y[kept], atol=1e-9, rtol=1e-9, path="kept values")
+            if msg:
+                return msg + f" (kept entries must be scaled by 1 / (1 - p) = {1 / (1 - p):.3f})"
+            ratio = y.mean().item() / x.mean().item()
+            if abs(ratio - 1) > 0.02:
+                return f"the mean changed by a factor {ratio:.3f}: inverted dropout keeps the expectation"
+            return None
+
+        return test
+
+    def eval_case(fn):
+        x = torch.randn(5, 7, dtype=torch.float64)
+        return compare_values(x, fn(x.clone(), 0.5, False), atol=0, rtol=0, path="eval output")
+
+    def p0_case(fn):
+        x = torch.randn(5, 7, dtype=torch.float64)
+        return compare_values(x, fn(x.clone(), 0.0, True), atol=1e-12, rtol=0, path="output with p = 0")
+
+    def random_case(fn):
+        x = torch.ones(1000, dtype=torch.float64)
+        torch.manual_seed(1)
+        a = fn(x.clone(), 0.5, True)
+        b = fn(x.clone(), 0.5, True)
+        if torch.equal(a, b):
+            return "two calls dropped the same units: draw a fresh random mask on every call"
+        return None
+
+    cases = [
+        Case("training, p = 0.3: zeros fraction and scaling", test=stats_case(0.3)),
+        Case("training, p = 0.8", test=stats_case(0.8)),
+        Case("eval mode is the identity", test=eval_case),
+        Case("p = 0 keeps everything", test=p0_case),
+        Case("a new mask on every call", test=random_case),
+    ]
+    return run_check(
+        "dropout(x, p, training)", dropout, cases,
+        hint="keep each entry with probability 1 - p (a Bernoulli mask drawn with torch's RNG, "
+             "e.g. torch.rand_like(x) >= p) and divide the kept entries by 1 - p; return x unchanged "
+             "when not training",
+    )
