@@ -1,0 +1,168 @@
+"""The lab-03 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from utils.checks import training as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+# ----- SGD with momentum ----------------------------------------------------------------------
+def sgd_alternative(p, grad, buf, lr, momentum, nesterov=False):
+    new_buf = grad if buf is None else momentum * buf + grad
+    step = grad + momentum * new_buf if nesterov else new_buf
+    p.add_(step, alpha=-lr)
+    return new_buf
+
+
+def sgd_dampened(p, grad, buf, lr, momentum, nesterov=False):
+    buf = (1 - momentum) * grad if buf is None else momentum * buf + (1 - momentum) * grad
+    p.sub_(lr * (grad + momentum * buf if nesterov else buf))
+    return buf
+
+
+def sgd_not_in_place(p, grad, buf, lr, momentum, nesterov=False):
+    buf = grad.clone() if buf is None else momentum * buf + grad
+    p = p - lr * (grad + momentum * buf if nesterov else buf)  # rebinds the name: caller's p unchanged
+    return buf
+
+
+def sgd_first_step_zero_buffer(p, grad, buf, lr, momentum, nesterov=False):
+    buf = torch.zeros_like(grad) if buf is None else buf
+    buf = momentum * buf + grad
+    p.sub_(lr * (grad + momentum * buf if nesterov else buf))
+    return buf
+
+
+def sgd_wrong_nesterov(p, grad, buf, lr, momentum, nesterov=False):
+    buf = grad.clone() if buf is None else momentum * buf + grad
+    p.sub_(lr * buf)  # ignores nesterov
+    return buf
+
+
+def sgd_plus_sign(p, grad, buf, lr, momentum, nesterov=False):
+    buf = grad.clone() if buf is None else momentum * buf + grad
+    p.add_(lr * (grad + momentum * buf if nesterov else buf))
+    return buf
+
+
+def test_sgd_check_accepts_correct(capsys):
+    assert _verdict(checks.check_sgd_momentum_step, sgd_alternative, capsys)
+    # starting from a zero buffer is the same as PyTorch's buf = grad on step 1
+    assert _verdict(checks.check_sgd_momentum_step, sgd_first_step_zero_buffer, capsys)
+
+
+@pytest.mark.parametrize("wrong", [sgd_dampened, sgd_not_in_place, sgd_wrong_nesterov, sgd_plus_sign])
+def test_sgd_check_rejects_mistakes(wrong, capsys):
+    assert not _verdict(checks.check_sgd_momentum_step, wrong, capsys)
+
+
+# ----- Adam -----------------------------------------------------------------------------------
+def adam_alternative(p, grad, state, lr, betas=(0.9, 0.999), eps=1e-8):
+    b1, b2 = betas
+    state["step"] = state["step"] + 1
+    t = state["step"]
+    state["exp_avg"].lerp_(grad, 1 - b1)
+    state["exp_avg_sq"].mul_(b2).addcmul_(grad, grad, value=1 - b2)
+    denom = (state["exp_avg_sq"] / (1 - b2**t)).sqrt().add_(eps)
+    p.addcdiv_(state["exp_avg"], denom, value=-lr / (1 - b1**t))
+
+
+def _adam(p, grad, state, lr, betas=(0.9, 0.999), eps=1e-8, correct=True, eps_inside=False, inc=True):
+    b1, b2 = betas
+    if inc:
+        state["step"] += 1
+    t = max(state["step"], 1)
+    state["exp_avg"].mul_(b1).add_((1 - b1) * grad)
+    state["exp_avg_sq"].mul_(b2).add_((1 - b2) * grad * grad)
+    m = state["exp_avg"] / (1 - b1**t) if correct else state["exp_avg"]
+    v = state["exp_avg_sq"] / (1 - b2**t) if correct else state["exp_avg_sq"]
+    p.sub_(lr * m / ((v + eps).sqrt() if eps_inside else v.sqrt() + eps))
+
+
+def test_adam_check_accepts_correct(capsys):
+    assert _verdict(checks.check_adam_step, adam_alternative, capsys)
+    assert _verdict(checks.check_adam_step, _adam, capsys)
+
+
+@pytest.mark.parametrize("kwargs", [{"correct": False}, {"eps_inside": True}, {"inc": False}])
+def test_adam_check_rejects_mistakes(kwargs, capsys):
+    assert not _verdict(checks.check_adam_step, lambda *a, **k: _adam(*a, **k, **kwargs), capsys)
+
+
+# ----- batch norm -----------------------------------------------------------------------------
+def bn_alternative(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    C = x.shape[1]
+    flat = x.transpose(0, 1).reshape(C, -1)  # (C, n)
+    if training:
+        mean, var = flat.mean(1), flat.var(1, correction=0)
+        running_mean = running_mean + momentum * (mean - running_mean)
+        running_var = running_var + momentum * (flat.var(1, correction=1) - running_var)
+    else:
+        mean, var = running_mean, running_var
+    view = (1, C) + (1,) * (x.ndim - 2)
+    y = (x - mean.view(view)) * torch.rsqrt(var.view(view) + eps) * gamma.view(view) + beta.view(view)
+    return y, running_mean, running_var
+
+
+def _bn(x, gamma, beta, rm, rv, training, momentum, eps, unbiased_running=True, dims=None,
+        flip_momentum=False, eval_uses_batch=False):
+    dims = dims if dims is not None else [0] + list(range(2, x.ndim))
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    if training or eval_uses_batch:
+        mean, var = x.mean(dim=dims), x.var(dim=dims, unbiased=False)
+        mean, var = mean.reshape(-1)[: x.shape[1]], var.reshape(-1)[: x.shape[1]]
+        n = x.numel() // x.shape[1]
+        rvar = var * n / (n - 1) if unbiased_running else var
+        a = momentum if not flip_momentum else 1 - momentum
+        if training:
+            rm, rv = (1 - a) * rm + a * mean, (1 - a) * rv + a * rvar
+    else:
+        mean, var = rm, rv
+    y = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + eps)
+    return gamma.reshape(shape) * y + beta.reshape(shape), rm, rv
+
+
+def test_bn_check_accepts_correct(capsys):
+    assert _verdict(checks.check_batchnorm_forward, bn_alternative, capsys)
+    assert _verdict(checks.check_batchnorm_forward, _bn, capsys)
+
+
+@pytest.mark.parametrize("kwargs", [{"unbiased_running": False}, {"dims": [0]}, {"flip_momentum": True},
+                                    {"eval_uses_batch": True}])
+def test_bn_check_rejects_mistakes(kwargs, capsys):
+    assert not _verdict(checks.check_batchnorm_forward, lambda *a: _bn(*a, **kwargs), capsys)
+
+
+# ----- dropout --------------------------------------------------------------------------------
+def dropout_alternative(x, p, training):
+    if not training:
+        return x
+    keep = torch.bernoulli(torch.full_like(x, 1 - p))
+    return x * keep / (1 - p)
+
+
+@pytest.mark.parametrize("wrong", [
+    lambda x, p, t: x * (torch.rand_like(x) >= p) if t else x,  # no rescaling
+    lambda x, p, t: x * (torch.rand_like(x) >= p) / p if t else x,  # scaled by 1/p
+    lambda x, p, t: x * (torch.rand_like(x) < p) / (1 - p) if t else x,  # keeps with probability p
+    lambda x, p, t: x * (torch.rand_like(x) >= p) / (1 - p),  # also drops in eval
+    lambda x, p, t: x * (1 - p) if t else x,  # deterministic scaling, no mask
+])
+def test_dropout_check_rejects_mistakes(wrong, capsys):
+    assert not _verdict(checks.check_dropout, wrong, capsys)
+
+
+def test_dropout_check_accepts_correct(capsys):
+    assert _verdict(checks.check_dropout, dropout_alternative, capsys)
+    assert _verdict(checks.check_dropout, lambda x, p, t: torch.nn.functional.dropout(x, p, t), capsys)
