@@ -53,6 +53,14 @@ def _fmt(x: float) -> str:
     return f"{x:.6g}"
 
 
+def _pair(e: float, g: float) -> str:
+    """'expected E, got G', with more digits and the relative error when 6 digits agree."""
+    if _fmt(e) == _fmt(g) and e != g:
+        rel = abs(e - g) / max(abs(e), 1e-300)
+        return f"expected {e:.12g}, got {g:.12g} (relative error {rel:.1e})"
+    return f"expected {_fmt(e)}, got {_fmt(g)}"
+
+
 def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> str | None:
     if expected.shape != got.shape:
         return f"{path} shape: expected {expected.shape}, got {got.shape}"
@@ -86,7 +94,7 @@ def _compare_arrays(expected: np.ndarray, got: np.ndarray, atol, rtol, path) -> 
         where = f" at index {idx}" if idx else ""
         return (
             f"{path}: {int(bad.sum())} of {bad.size} values off; max abs error "
-            f"{_fmt(err.max())}{where}: expected {_fmt(e0[idx])}, got {_fmt(g0[idx])}"
+            f"{_fmt(err.max())}{where}: {_pair(e0[idx], g0[idx])}"
         )
     return None
 
@@ -142,10 +150,7 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
         if math.isinf(e) or math.isinf(g):
             return None if e == g else f"{path}: expected {_fmt(e)}, got {_fmt(g)}"
         if not abs(e - g) <= atol + rtol * abs(e):
-            if f"{e:.6g}" == f"{g:.6g}":
-                return (f"{path}: expected {e!r}, got {g!r} (equal to 6 digits: a precision "
-                        "problem, e.g. float32 where float64 is needed?)")
-            return f"{path}: expected {_fmt(e)}, got {_fmt(g)}"
+            return f"{path}: {_pair(e, g)}"
         return None
     try:
         same = bool(got == expected)
@@ -184,6 +189,40 @@ def run_check(title: str, student_fn: Callable, cases: Sequence[Case], *,
     Returns:
         bool: True when every case passes. Never raises.
     """
+    with _isolated_rng():
+        return _run_cases(title, student_fn, cases, hint)
+
+
+class _isolated_rng:
+    """Save and restore Python's, NumPy's and torch's global RNG states around a check, so a
+    check never changes what the rest of the notebook draws."""
+
+    def __enter__(self):
+        import random
+
+        self._py = random.getstate()
+        self._np = np.random.get_state()
+        try:
+            import torch
+
+            self._torch = torch.random.get_rng_state()
+        except ImportError:  # pragma: no cover
+            self._torch = None
+        return self
+
+    def __exit__(self, *exc):
+        import random
+
+        random.setstate(self._py)
+        np.random.set_state(self._np)
+        if self._torch is not None:
+            import torch
+
+            torch.random.set_rng_state(self._torch)
+        return False
+
+
+def _run_cases(title, student_fn, cases, hint) -> bool:
     print(f"Checking {title}:")
     if not callable(student_fn):
         print(f"  {FAIL} expected a function, got {type(student_fn).__name__}")

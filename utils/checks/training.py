@@ -19,21 +19,24 @@ def _param_and_grads(seed: int, shape=(4, 3), steps: int = 5):
 
 
 def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps=5) -> Case:
+    import torch
+
     def test(fn):
         p0, grads = _param_and_grads(seed, shape, steps)
         ref = p0.clone().requires_grad_(True)
         opt = make_torch_opt([ref])
         mine = p0.clone()
-        handle = mine
         state = run_student.init(mine)
         for t, grad in enumerate(grads, 1):
             ref.grad = grad.clone()
             opt.step()
+            before = mine.clone()
             state, msg = run_student.step(fn, mine, grad.clone(), state)
             if msg:
                 return f"step {t}: {msg}"
-            if mine is not handle:
-                return "p must be updated in place (p -= ..., or p.sub_/add_), not replaced"
+            if torch.equal(before, mine) and not torch.equal(before, ref.detach()):
+                return (f"step {t}: p did not change: update it in place (p.sub_(...) or p -= ...); "
+                        "p = p - ... only rebinds a local name")
             msg = compare_values(ref.detach(), mine, atol=1e-10, rtol=1e-9, path=f"p after step {t}")
             if msg:
                 return msg
