@@ -42,3 +42,13 @@ def test_plain_pip_commands_match_the_makefile():
     assert len(commands) >= 4, commands
     for command in commands:
         assert command in makefile, f"README command not run by the Makefile: {command}"
+
+
+def test_every_notebook_has_a_row_in_the_lab_table():
+    readme = (ROOT / "README.md").read_text()
+    rows = [ln for ln in readme.splitlines() if re.match(r"^\| \d\d \|", ln)]
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        row = [r for r in rows if r.startswith(f"| {path.name[:2]} |")]
+        assert row, f"no README table row for {path.name}"
+        assert f"notebooks/{path.name}" in row[0] and f"labs/{path.name}" in row[0]
+        assert re.search(r"\| \d+ \|", row[0]), f"no measured seconds for {path.name}"
