@@ -99,6 +99,11 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -
             info = json.loads(text.split(_MARKER, 1)[1])
     if inplace and error is None:
         nbformat.write(nb, str(path))
+    elif error is not None:  # keep the partial outputs for inspection (reports/ is git-ignored)
+        failed = _root() / "reports" / f"failed_{path.name}"
+        failed.parent.mkdir(exist_ok=True)
+        nbformat.write(nb, str(failed))
+        error += f" (partial outputs: reports/{failed.name})"
     return {
         "notebook": path.name,
         "seconds": round(seconds, 1),

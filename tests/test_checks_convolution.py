@@ -1,0 +1,96 @@
+"""The lab-04 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from utils.checks import convolution as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def conv_unfold(x, weight, bias=None, stride=1, padding=0):
+    """Correct, written differently: im2col with F.unfold and one matrix product."""
+    N, C, H, W = x.shape
+    C_out, _, kh, kw = weight.shape
+    cols = F.unfold(x, (kh, kw), padding=padding, stride=stride)  # (N, C*kh*kw, L)
+    out = weight.reshape(C_out, -1) @ cols  # (N, C_out, L)
+    H_out = (H + 2 * padding - kh) // stride + 1
+    out = out.reshape(N, C_out, H_out, -1)
+    return out if bias is None else out + bias.reshape(1, C_out, 1, 1)
+
+
+def conv_loops(x, weight, bias=None, stride=1, padding=0, flip=False, ignore_bias=False,
+               pad_one_side=False):
+    """Per-pixel loops; flags inject typical mistakes."""
+    if pad_one_side:
+        x = F.pad(x, (0, 2 * padding, 0, 2 * padding))
+    else:
+        x = F.pad(x, (padding,) * 4)
+    if flip:
+        weight = weight.flip(-1, -2)
+    N, C, H, W = x.shape
+    C_out, _, kh, kw = weight.shape
+    H_out, W_out = (H - kh) // stride + 1, (W - kw) // stride + 1
+    out = torch.zeros(N, C_out, H_out, W_out, dtype=x.dtype)
+    for i in range(H_out):
+        for j in range(W_out):
+            patch = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]
+            out[:, :, i, j] = torch.einsum("nchw,ochw->no", patch, weight)
+    if bias is not None and not ignore_bias:
+        out = out + bias[None, :, None, None]
+    return out
+
+
+def test_conv2d_check_accepts_correct(capsys):
+    assert _verdict(checks.check_conv2d, conv_unfold, capsys)
+    assert _verdict(checks.check_conv2d, conv_loops, capsys)
+    assert _verdict(checks.check_conv2d, F.conv2d, capsys)
+
+
+@pytest.mark.parametrize("kwargs", [{"flip": True}, {"ignore_bias": True}, {"pad_one_side": True}])
+def test_conv2d_check_rejects_mistakes(kwargs, capsys):
+    assert not _verdict(checks.check_conv2d, lambda *a, **k: conv_loops(*a, **k, **kwargs), capsys)
+
+
+def test_conv2d_check_rejects_stride_ignored(capsys):
+    assert not _verdict(checks.check_conv2d,
+                        lambda x, w, bias=None, stride=1, padding=0: F.conv2d(x, w, bias, 1, padding), capsys)
+
+
+def test_output_size_check(capsys):
+    assert _verdict(checks.check_conv_output_size,
+                    lambda n, k, s=1, p=0, d=1: int(np.floor((n + 2 * p - d * (k - 1) - 1) / s)) + 1, capsys)
+    assert not _verdict(checks.check_conv_output_size,
+                        lambda n, k, s=1, p=0, d=1: (n + 2 * p - k) // s + 1, capsys)  # no dilation
+    assert not _verdict(checks.check_conv_output_size,
+                        lambda n, k, s=1, p=0, d=1: int(np.ceil((n + 2 * p - d * (k - 1) - 1) / s)) + 1, capsys)
+    assert not _verdict(checks.check_conv_output_size,
+                        lambda n, k, s=1, p=0, d=1: (n + p - d * (k - 1) - 1) // s + 1, capsys)  # one-sided p
+
+
+def gaussian_numpy(size, sigma):
+    ax = np.linspace(-(size - 1) / 2, (size - 1) / 2, size)
+    g = np.exp(-0.5 * (ax / sigma) ** 2)
+    k = np.outer(g, g)
+    return torch.from_numpy(k / k.sum()).float()
+
+
+def test_gaussian_check(capsys):
+    assert _verdict(checks.check_gaussian_kernel, gaussian_numpy, capsys)
+    assert not _verdict(checks.check_gaussian_kernel,  # not normalized
+                        lambda n, s: gaussian_numpy(n, s) * torch.exp(torch.tensor(0.0)) * 2, capsys)
+    assert not _verdict(checks.check_gaussian_kernel,  # centred on pixel 0
+                        lambda n, s: torch.roll(gaussian_numpy(n, s), 1, dims=0), capsys)
+    assert not _verdict(checks.check_gaussian_kernel,  # sigma used as variance
+                        lambda n, s: gaussian_numpy(n, s**0.5), capsys)

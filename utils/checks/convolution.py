@@ -1,0 +1,85 @@
+"""Checks for the convolution lab (04): conv2d, output sizes and Gaussian kernels."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, run_check
+
+__all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
+
+
+def check_conv2d(conv2d: Callable) -> bool:
+    """Check ``conv2d(x, weight, bias=None, stride=1, padding=0)`` against ``F.conv2d``."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+
+    def rand(*shape):
+        return torch.randn(*shape, generator=g, dtype=torch.float64)
+
+    settings = [
+        ("1 image, 1 channel, 3x3 kernel", (1, 1, 5, 5), (1, 1, 3, 3), False, 1, 0),
+        ("asymmetric kernel (cross-correlation, not flipped)", (1, 1, 6, 6), (1, 1, 2, 3), False, 1, 0),
+        ("batch 2, 3 -> 4 channels, with bias", (2, 3, 7, 6), (4, 3, 3, 3), True, 1, 0),
+        ("padding 1", (2, 2, 5, 5), (3, 2, 3, 3), True, 1, 1),
+        ("stride 2, padding 1, odd size", (1, 3, 9, 7), (2, 3, 3, 3), True, 2, 1),
+        ("stride 3, 5x5 kernel, padding 2", (2, 1, 11, 10), (2, 1, 5, 5), False, 3, 2),
+        ("1x1 convolution (channel mixing)", (2, 5, 4, 4), (3, 5, 1, 1), True, 1, 0),
+    ]
+    cases = []
+    for name, xs, ws, with_bias, s, p in settings:
+        x, w = rand(*xs), rand(*ws)
+        b = rand(ws[0]) if with_bias else None
+        kwargs = {"bias": b, "stride": s, "padding": p}
+        cases.append(Case(name, (x, w), kwargs, expected=F.conv2d, atol=1e-9, rtol=1e-7))
+    return run_check(
+        "conv2d(x, weight, bias, stride, padding)", conv2d, cases,
+        hint="pad x with zeros on all four sides; for each kernel offset (i, j) take the strided "
+             "slice x[:, :, i : i + s * H_out : s, j : j + s * W_out : s] and accumulate "
+             "einsum('nchw,oc->nohw', slice, weight[:, :, i, j]); PyTorch does not flip the kernel",
+    )
+
+
+def check_conv_output_size(conv_output_size: Callable) -> bool:
+    """Check ``conv_output_size(n, k, s=1, p=0, d=1)`` against ``nn.Conv2d`` on a grid of settings."""
+    import torch
+
+    def reference(n, k, s=1, p=0, d=1):
+        conv = torch.nn.Conv2d(1, 1, k, stride=s, padding=p, dilation=d, bias=False)
+        with torch.no_grad():
+            return int(conv(torch.zeros(1, 1, n, n)).shape[-1])
+
+    grid = [(28, 3), (28, 3, 1, 1), (28, 5, 2, 2), (7, 3, 2, 0), (32, 3, 2, 1), (10, 4, 3, 1),
+            (9, 3, 1, 0, 2), (64, 7, 2, 3), (5, 5), (13, 3, 2, 0, 3)]
+    cases = []
+    for args in grid:
+        names = ["n", "k", "s", "p", "d"][: len(args)]
+        label = ", ".join(f"{a}={v}" for a, v in zip(names, args))
+        kwargs = dict(zip(names[2:], args[2:]))
+        cases.append(Case(label, args[:2], kwargs, expected=lambda n, k, **kw: reference(n, k, **kw)))
+    return run_check(
+        "conv_output_size(n, k, s, p, d)", conv_output_size, cases,
+        hint="floor((n + 2p - d(k - 1) - 1) / s) + 1; use integer division //",
+    )
+
+
+def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
+    """Check ``gaussian_kernel(size, sigma)`` against SciPy's Gaussian window (outer product, sum 1)."""
+    import numpy as np
+    import torch
+    from scipy.signal.windows import gaussian
+
+    def reference(size, sigma):
+        w = gaussian(size, sigma)
+        k = np.outer(w, w)
+        return torch.tensor(k / k.sum(), dtype=torch.float32)
+
+    cases = [Case(f"size {n}, sigma {s}", (n, s), expected=reference, atol=1e-6, rtol=1e-5)
+             for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0))]
+    return run_check(
+        "gaussian_kernel(size, sigma)", gaussian_kernel, cases,
+        hint="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "
+             "exp(-(x^2 + y^2) / (2 sigma^2)); divide by the sum; return float32 (size, size)",
+    )
