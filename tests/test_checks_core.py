@@ -45,8 +45,9 @@ def test_dtype_int_vs_float():
     assert msg is not None and "dtype" in msg
     msg = compare_values(np.array([1, 2]), np.array([1.0, 2.0]))
     assert msg is not None and "dtype" in msg
-    # float32 vs float64 is fine: values are compared with tolerances
-    assert compare_values(torch.tensor([0.1]), torch.tensor([0.1], dtype=torch.float64)) is None
+    # float32 vs float64 is reported too: precision problems otherwise look like "0.1 vs 0.1"
+    msg = compare_values(torch.tensor([0.1]), torch.tensor([0.1], dtype=torch.float64))
+    assert msg is not None and "dtype" in msg and "x.new_zeros" in msg
 
 
 def test_bool_tensors():

@@ -225,7 +225,8 @@ def plot_decision_regions(
 
 
 def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float = 1.0,
-                 channel: int | None = 0, cmap: str = "RdBu_r", labels: Sequence | None = None):
+                 channel: int | None = 0, cmap: str = "RdBu_r", labels: Sequence | None = None,
+                 symmetric: bool = True):
     """Show convolution kernels or feature maps, one panel each, colour-centred at 0.
 
     Args:
@@ -237,6 +238,8 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
         channel: input channel to show for 4-D kernels.
         cmap: diverging colour map.
         labels: optional caption per panel.
+        symmetric: colour range [-max|v|, max|v|] (kernels); False: [0, max] per panel
+            (non-negative feature maps, e.g. after a ReLU).
 
     Returns:
         matplotlib.figure.Figure
@@ -267,7 +270,7 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
             ax.axis("off")
             if i < n:
                 lim = float(np.abs(arr[i]).max()) or 1.0
-                ax.imshow(arr[i], cmap=cmap, vmin=-lim, vmax=lim)
+                ax.imshow(arr[i], cmap=cmap, vmin=-lim if symmetric else 0.0, vmax=lim)
                 if labels is not None:
                     ax.set_title(str(labels[i]), fontsize=8)
         fig.suptitle(title)

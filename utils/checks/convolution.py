@@ -21,7 +21,7 @@ def check_conv2d(conv2d: Callable) -> bool:
 
     settings = [
         ("1 image, 1 channel, 3x3 kernel", (1, 1, 5, 5), (1, 1, 3, 3), False, 1, 0),
-        ("asymmetric kernel (cross-correlation, not flipped)", (1, 1, 6, 6), (1, 1, 2, 3), False, 1, 0),
+        ("2x3 kernel on a 6x6 image", (1, 1, 6, 6), (1, 1, 2, 3), False, 1, 0),
         ("batch 2, 3 -> 4 channels, with bias", (2, 3, 7, 6), (4, 3, 3, 3), True, 1, 0),
         ("padding 1", (2, 2, 5, 5), (3, 2, 3, 3), True, 1, 1),
         ("stride 2, padding 1, odd size", (1, 3, 9, 7), (2, 3, 3, 3), True, 2, 1),
@@ -34,11 +34,25 @@ def check_conv2d(conv2d: Callable) -> bool:
         b = rand(ws[0]) if with_bias else None
         kwargs = {"bias": b, "stride": s, "padding": p}
         cases.append(Case(name, (x, w), kwargs, expected=F.conv2d, atol=1e-9, rtol=1e-7))
+
+    def speed(fn):
+        import time
+
+        x, w = rand(8, 16, 64, 64), rand(16, 16, 3, 3)
+        start = time.perf_counter()
+        fn(x, w, None, 1, 1)
+        seconds = time.perf_counter() - start
+        if seconds > 2.0:
+            return (f"correct maybe, but slow: {seconds:.1f} s for 8 images of 16x64x64 (F.conv2d: a few "
+                    "ms); loop over the kernel offsets, not over output pixels")
+        return None
+
+    cases.append(Case("fast enough: batch 8, 16 channels, 64x64 (under 2 s)", test=speed))
     return run_check(
         "conv2d(x, weight, bias, stride, padding)", conv2d, cases,
-        hint="pad x with zeros on all four sides; for each kernel offset (i, j) take the strided "
-             "slice x[:, :, i : i + s * H_out : s, j : j + s * W_out : s] and accumulate "
-             "einsum('nchw,oc->nohw', slice, weight[:, :, i, j]); PyTorch does not flip the kernel",
+        hint="which cases fail tells you what to fix: all but the 1x1 case -> the kernel is flipped "
+             "(PyTorch does not flip); padded cases -> pad all four sides; bias cases -> add the bias "
+             "per output channel; stride cases -> slice with step s and use the output-size formula",
     )
 
 
@@ -77,7 +91,7 @@ def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
         return torch.tensor(k / k.sum(), dtype=torch.float32)
 
     cases = [Case(f"size {n}, sigma {s}", (n, s), expected=reference, atol=1e-6, rtol=1e-5)
-             for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0))]
+             for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0), (4, 1.0))]
     return run_check(
         "gaussian_kernel(size, sigma)", gaussian_kernel, cases,
         hint="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "

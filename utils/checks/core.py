@@ -121,8 +121,9 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
             return f"{path}: expected a torch.Tensor, got {type(got).__name__}"
         if got.requires_grad and not expected.requires_grad:
             got = got.detach()
-        if expected.dtype.is_floating_point != got.dtype.is_floating_point and got.dtype != expected.dtype:
-            return f"{path} dtype: expected {expected.dtype}, got {got.dtype}"
+        if got.dtype != expected.dtype and (expected.dtype.is_floating_point or got.dtype.is_floating_point):
+            return (f"{path} dtype: expected {expected.dtype}, got {got.dtype} (create new tensors with the "
+                    "input's dtype, e.g. x.new_zeros(...) or torch.zeros(..., dtype=x.dtype))")
         return _compare_arrays(expected.detach().cpu().numpy(), got.detach().cpu().numpy(),
                                atol, rtol, path)
     if isinstance(expected, np.ndarray):

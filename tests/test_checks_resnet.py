@@ -1,0 +1,102 @@
+"""The lab-05 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from torchvision.models import resnet18 as tv_resnet18
+from torchvision.models.resnet import BasicBlock as TVBlock
+
+from utils.checks import resnet as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_project=False, bias=False):
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride=1):
+            super().__init__()
+            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+            self.bn1 = nn.BatchNorm2d(cout)
+            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=bias)
+            self.bn2 = nn.BatchNorm2d(cout)
+            if zero_init:
+                nn.init.zeros_(self.bn2.weight)
+            need = always_project or stride != 1 or cin != cout
+            layers = [nn.Conv2d(cin, cout, 1, stride, bias=False)] + ([nn.BatchNorm2d(cout)] if shortcut_bn else [])
+            self.downsample = nn.Sequential(*layers) if need else None
+
+        def forward(self, x):
+            idt = x if self.downsample is None else self.downsample(x)
+            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + idt
+            return F.relu(out) if relu_after_add else out
+
+    return Block
+
+
+def tv_style_block(cin, cout, stride=1):
+    """Correct, written differently: subclass torchvision's block."""
+    down = None
+    if stride != 1 or cin != cout:
+        down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+    block = TVBlock(cin, cout, stride, down)
+    nn.init.zeros_(block.bn2.weight)
+    return block
+
+
+def test_block_check_accepts_correct(capsys):
+    assert _verdict(checks.check_basic_block, make_block(), capsys)
+    assert _verdict(checks.check_basic_block, tv_style_block, capsys)
+
+
+@pytest.mark.parametrize("kwargs", [{"zero_init": False}, {"shortcut_bn": False}, {"relu_after_add": False},
+                                    {"always_project": True}, {"bias": True}])
+def test_block_check_rejects_mistakes(kwargs, capsys):
+    assert not _verdict(checks.check_basic_block, make_block(**kwargs), capsys)
+
+
+def test_resnet18_check(capsys):
+    assert _verdict(checks.check_resnet18, lambda n: tv_resnet18(weights=None, num_classes=n), capsys)
+
+    def three_blocks_per_stage(n):  # a ResNet-26-ish: too many parameters
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.layer4.add_module("2", TVBlock(512, 512))
+        return m
+
+    assert not _verdict(checks.check_resnet18, three_blocks_per_stage, capsys)
+
+    def fixed_pool(n):  # breaks on 32x32 inputs (7x7 average pooling instead of adaptive)
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.avgpool = nn.AvgPool2d(7)
+        return m
+
+    assert not _verdict(checks.check_resnet18, fixed_pool, capsys)
+
+
+def test_conv_grad_norms_check(capsys):
+    def alt(model):
+        out = []
+        for name, p in model.named_parameters():
+            mod = model.get_submodule(name.rsplit(".", 1)[0])
+            if isinstance(mod, nn.Conv2d) and name.endswith("weight"):
+                out.append(torch.linalg.vector_norm(p.grad).item())
+        return out
+
+    assert _verdict(checks.check_conv_grad_norms, alt, capsys)
+    assert not _verdict(checks.check_conv_grad_norms,  # all parameters, not only conv weights
+                        lambda m: [p.grad.norm().item() for p in m.parameters()], capsys)
+    assert not _verdict(checks.check_conv_grad_norms,  # only the top level (children), misses nesting
+                        lambda m: [c.weight.grad.norm().item() for c in m.children() if isinstance(c, nn.Conv2d)],
+                        capsys)
+    assert not _verdict(checks.check_conv_grad_norms,  # squared norms
+                        lambda m: [m_.weight.grad.pow(2).sum().item() for m_ in m.modules()
+                                   if isinstance(m_, nn.Conv2d)], capsys)

@@ -1,0 +1,168 @@
+"""Checks for the ResNet lab (05): BasicBlock, resnet18 and per-layer gradient norms."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_basic_block", "check_resnet18", "check_conv_grad_norms"]
+
+
+def _torchvision_block(in_channels, out_channels, stride):
+    import torch.nn as nn
+    from torchvision.models.resnet import BasicBlock as TVBlock
+
+    downsample = None
+    if stride != 1 or in_channels != out_channels:
+        downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                   nn.BatchNorm2d(out_channels))
+    return TVBlock(in_channels, out_channels, stride, downsample)
+
+
+def _n_params(module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def check_basic_block(BasicBlock: Callable) -> bool:
+    """Check ``BasicBlock(in_channels, out_channels, stride=1)`` against torchvision's block."""
+    import torch
+
+    def layout_case(cin, cout, stride):
+        def test(cls):
+            torch.manual_seed(0)
+            mine, ref = cls(cin, cout, stride), _torchvision_block(cin, cout, stride)
+            for name in ("conv1", "bn1", "conv2", "bn2", "downsample"):
+                if not hasattr(mine, name):
+                    return f"missing attribute {name!r} (torchvision's names: conv1, bn1, conv2, bn2, downsample)"
+            if (mine.downsample is None) != (ref.downsample is None):
+                need = "needs" if ref.downsample is not None else "must not have"
+                return f"with in={cin}, out={cout}, stride={stride} the block {need} a downsample shortcut"
+            mk = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
+            rk = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
+            if mk != rk:
+                diff = sorted(set(mk.items()) ^ set(rk.items()))[:3]
+                return f"state_dict differs from torchvision's block, e.g. {diff}"
+            return None
+        return test
+
+    def forward_case(cin, cout, stride, training):
+        def test(cls):
+            torch.manual_seed(1)
+            ref = _torchvision_block(cin, cout, stride).double()
+            for m in ref.modules():
+                if isinstance(m, torch.nn.BatchNorm2d):
+                    torch.nn.init.uniform_(m.weight, 0.5, 1.5)
+                    torch.nn.init.uniform_(m.bias, -0.5, 0.5)
+                    m.running_mean.uniform_(-0.5, 0.5)
+                    m.running_var.uniform_(0.5, 1.5)
+            mine = cls(cin, cout, stride).double()
+            mine.load_state_dict(ref.state_dict())
+            mine.train(training)
+            ref.train(training)
+            x = torch.randn(2, cin, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+            with torch.no_grad():
+                return compare_values(ref(x), mine(x), atol=1e-10, rtol=1e-8, path="block output")
+        return test
+
+    def zero_init_case(cls):
+        torch.manual_seed(0)
+        block = cls(16, 16, 1)
+        if not torch.equal(block.bn2.weight.detach(), torch.zeros(16)):
+            return "bn2.weight should start at zero (zero-init of the last BN gamma)"
+        x = torch.relu(torch.randn(4, 16, 6, 6, generator=torch.Generator().manual_seed(3)))
+        with torch.no_grad():
+            y = block(x)
+        return compare_values(x, y, atol=0, rtol=0, path="fresh block on ReLU(randn)")
+
+    cases = [
+        Case("attributes and parameters like torchvision, 16 -> 16, stride 1", test=layout_case(16, 16, 1)),
+        Case("projection shortcut when shape changes, 16 -> 32, stride 2", test=layout_case(16, 32, 2)),
+        Case("shortcut when only channels change, 8 -> 16, stride 1", test=layout_case(8, 16, 1)),
+        Case("forward equals torchvision's with its weights (eval mode)", test=forward_case(16, 16, 1, False)),
+        Case("forward equals torchvision's, 8 -> 16, stride 2 (train mode)", test=forward_case(8, 16, 2, True)),
+        Case("zero-init: a fresh block returns its (non-negative) input exactly", test=zero_init_case),
+    ]
+    return run_check(
+        "BasicBlock(in_channels, out_channels, stride)", BasicBlock, cases,
+        hint="conv1 (3x3, stride, bias=False) -> bn1 -> relu -> conv2 (3x3) -> bn2, plus the shortcut: "
+             "identity, or downsample = Sequential(1x1 conv with the stride, BatchNorm2d) when the "
+             "shape changes; add, then ReLU; nn.init.zeros_(self.bn2.weight)",
+    )
+
+
+def check_resnet18(resnet18: Callable) -> bool:
+    """Check ``resnet18(num_classes)``: parameter count and output shape equal torchvision's."""
+    import torch
+    from torchvision.models import resnet18 as tv_resnet18
+
+    def count_case(num_classes):
+        def test(fn):
+            mine = fn(num_classes)
+            expected = _n_params(tv_resnet18(weights=None, num_classes=num_classes))
+            got = _n_params(mine)
+            if got != expected:
+                return f"{got:,} parameters, torchvision's resnet18 has {expected:,}"
+            return None
+        return test
+
+    def shape_case(num_classes, size):
+        def test(fn):
+            model = fn(num_classes).eval()
+            x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(0))
+            with torch.no_grad():
+                out = model(x)
+            if tuple(out.shape) != (2, num_classes):
+                return f"output shape {tuple(out.shape)}, expected (2, {num_classes})"
+            return None
+        return test
+
+    cases = [
+        Case("parameter count, 10 classes", test=count_case(10)),
+        Case("parameter count, 1000 classes", test=count_case(1000)),
+        Case("output shape (2, 10) for 3x64x64 inputs", test=shape_case(10, 64)),
+        Case("output shape (2, 7) for 3x32x32 inputs (adaptive pooling)", test=shape_case(7, 32)),
+    ]
+    return run_check(
+        "resnet18(num_classes)", resnet18, cases,
+        hint="stem: 7x7 conv (64, stride 2, padding 3, bias=False), BN, ReLU, 3x3 max-pool (stride 2, "
+             "padding 1); four stages of two blocks with 64, 128, 256, 512 channels (stride 2 at the "
+             "first block of stages 2-4); adaptive average pooling to 1x1; a linear layer",
+    )
+
+
+def check_conv_grad_norms(conv_grad_norms: Callable) -> bool:
+    """Check ``conv_grad_norms(model)``: the L2 norm of each Conv2d weight's gradient, in order."""
+    import torch
+
+    def reference(model):
+        return [m.weight.grad.norm().item() for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+
+    def case(builder):
+        def test(fn):
+            torch.manual_seed(0)
+            model = builder()
+            x = torch.randn(4, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+            model(x).pow(2).mean().backward()
+            expected = reference(model)
+            got = fn(model)
+            if not isinstance(got, (list, tuple)):
+                return f"expected a list of floats, got {type(got).__name__}"
+            return compare_values(expected, [float(v) for v in got], atol=1e-7, rtol=1e-6, path="norms")
+        return test
+
+    nn = torch.nn
+    cases = [
+        Case("3 convolutions in a Sequential", test=case(lambda: nn.Sequential(
+            nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.Conv2d(4, 2, 1)))),
+        Case("convolutions mixed with linear and BN layers (only Conv2d counts)", test=case(lambda: nn.Sequential(
+            nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.Flatten(),
+            nn.Linear(144, 3)))),
+        Case("nested modules (conv inside a block)", test=case(lambda: nn.Sequential(
+            nn.Conv2d(1, 3, 3), nn.Sequential(nn.Conv2d(3, 3, 3), nn.ReLU()), nn.Conv2d(3, 1, 3)))),
+    ]
+    return run_check(
+        "conv_grad_norms(model)", conv_grad_norms, cases,
+        hint="iterate over model.modules() (it recurses into blocks), keep isinstance(m, nn.Conv2d), "
+             "and return m.weight.grad.norm().item() for each, in order",
+    )
