@@ -100,3 +100,12 @@ def test_conv_grad_norms_check(capsys):
     assert not _verdict(checks.check_conv_grad_norms,  # squared norms
                         lambda m: [m_.weight.grad.pow(2).sum().item() for m_ in m.modules()
                                    if isinstance(m_, nn.Conv2d)], capsys)
+
+
+def test_resnet18_check_rejects_missing_maxpool(capsys):
+    def no_maxpool(n):
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.maxpool = nn.Identity()
+        return m
+
+    assert not _verdict(checks.check_resnet18, no_maxpool, capsys)

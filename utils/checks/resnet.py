@@ -40,10 +40,12 @@ def check_basic_block(BasicBlock: Callable) -> bool:
                 return f"with in={cin}, out={cout}, stride={stride} the block {need} a downsample shortcut"
             mk = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
             rk = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
-            if mk != rk:
-                diff = sorted(set(mk.items()) ^ set(rk.items()))[:3]
-                return f"state_dict differs from torchvision's block, e.g. {diff}"
-            return None
+            missing, unexpected = sorted(set(rk) - set(mk)), sorted(set(mk) - set(rk))
+            if missing or unexpected:
+                return (f"parameters differ from torchvision's block: missing {missing[:4]}, "
+                        f"unexpected {unexpected[:4]}")
+            wrong = [f"{k}: {mk[k]} vs {rk[k]}" for k in rk if mk[k] != rk[k]]
+            return f"wrong shapes (yours vs torchvision's): {wrong[:3]}" if wrong else None
         return test
 
     def forward_case(cin, cout, stride, training):
@@ -57,7 +59,10 @@ def check_basic_block(BasicBlock: Callable) -> bool:
                     m.running_mean.uniform_(-0.5, 0.5)
                     m.running_var.uniform_(0.5, 1.5)
             mine = cls(cin, cout, stride).double()
-            mine.load_state_dict(ref.state_dict())
+            try:
+                mine.load_state_dict(ref.state_dict())
+            except RuntimeError:
+                return "cannot load torchvision's weights into your block: fix the layout cases first"
             mine.train(training)
             ref.train(training)
             x = torch.randn(2, cin, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
@@ -117,11 +122,27 @@ def check_resnet18(resnet18: Callable) -> bool:
             return None
         return test
 
+    def feature_map_case(fn):
+        model = fn(10).eval()
+        pools = [m for m in model.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
+        if not pools:
+            return "no nn.AdaptiveAvgPool2d found: pool the last feature map adaptively to 1x1"
+        seen = []
+        handle = pools[-1].register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape)))
+        with torch.no_grad():
+            model(torch.randn(1, 3, 224, 224))
+        handle.remove()
+        if seen and seen[0] != (1, 512, 7, 7):
+            return (f"feature map before pooling is {seen[0]} for a 224x224 input, expected (1, 512, 7, 7): "
+                    "check the stem (7x7 conv stride 2, then 3x3 max-pool stride 2) and the stage strides (1, 2, 2, 2)")
+        return None
+
     cases = [
         Case("parameter count, 10 classes", test=count_case(10)),
         Case("parameter count, 1000 classes", test=count_case(1000)),
         Case("output shape (2, 10) for 3x64x64 inputs", test=shape_case(10, 64)),
         Case("output shape (2, 7) for 3x32x32 inputs (adaptive pooling)", test=shape_case(7, 32)),
+        Case("224x224 input -> 512 x 7 x 7 before pooling (stem and strides)", test=feature_map_case),
     ]
     return run_check(
         "resnet18(num_classes)", resnet18, cases,
@@ -148,7 +169,9 @@ def check_conv_grad_norms(conv_grad_norms: Callable) -> bool:
             got = fn(model)
             if not isinstance(got, (list, tuple)):
                 return f"expected a list of floats, got {type(got).__name__}"
-            return compare_values(expected, [float(v) for v in got], atol=1e-7, rtol=1e-6, path="norms")
+            if not all(isinstance(v, float) for v in got):
+                return "expected Python floats (use .item()), got " + type(got[0]).__name__ if got else "an empty list"
+            return compare_values(expected, list(got), atol=1e-7, rtol=1e-6, path="norms")
         return test
 
     nn = torch.nn

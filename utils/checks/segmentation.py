@@ -1,0 +1,150 @@
+"""Checks for the U-Net and segmentation lab (06): conv_matrix, iou_per_class and UNet."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_conv_matrix", "check_iou_per_class", "check_unet", "reference_conv_matrix"]
+
+
+def reference_conv_matrix(kernel, input_size, stride=1, padding=0):
+    """The Jacobian of single-channel F.conv2d w.r.t. its flattened input (compact reference)."""
+    import torch
+    import torch.nn.functional as F
+
+    H, W = input_size
+
+    def conv(flat):
+        x = flat.reshape(1, 1, H, W)
+        return F.conv2d(x, kernel[None, None].to(flat.dtype), stride=stride, padding=padding).reshape(-1)
+
+    return torch.autograd.functional.jacobian(conv, torch.zeros(H * W, dtype=kernel.dtype))
+
+
+def check_conv_matrix(conv_matrix: Callable) -> bool:
+    """Check ``conv_matrix(kernel, input_size, stride, padding)`` against conv2d and conv_transpose2d."""
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator().manual_seed(0)
+
+    def case(name, k, size, s, p):
+        kernel = torch.randn(k, generator=g, dtype=torch.float64)
+
+        def test(fn):
+            M = fn(kernel.clone(), size, s, p)
+            msg = compare_values(reference_conv_matrix(kernel, size, s, p), M, atol=1e-12, rtol=0, path="matrix")
+            if msg:
+                return msg
+            x = torch.randn(1, 1, *size, generator=g, dtype=torch.float64)
+            y = F.conv2d(x, kernel[None, None], stride=s, padding=p)
+            msg = compare_values(y.reshape(-1), M @ x.reshape(-1), atol=1e-10, rtol=1e-8, path="M @ x vs conv2d")
+            if msg:
+                return msg
+            if (size[0] + 2 * p - k[0]) % s == 0 and (size[1] + 2 * p - k[1]) % s == 0:
+                up = F.conv_transpose2d(y, kernel[None, None], stride=s, padding=p)
+                return compare_values(up.reshape(-1), M.T @ y.reshape(-1), atol=1e-10, rtol=1e-8,
+                                      path="M.T @ y vs conv_transpose2d")
+            return None
+
+        return Case(name, test=test)
+
+    cases = [
+        case("3x3 kernel, 4x4 input", (3, 3), (4, 4), 1, 0),
+        case("2x3 kernel, 5x6 input", (2, 3), (5, 6), 1, 0),
+        case("padding 1 (zero rows and columns have no entries)", (3, 3), (4, 5), 1, 1),
+        case("stride 2, padding 1, 3x3 on 5x5 (transpose = conv_transpose2d)", (3, 3), (5, 5), 2, 1),
+        case("stride 2, 2x2 kernel on 6x6", (2, 2), (6, 6), 2, 0),
+    ]
+    return run_check(
+        "conv_matrix(kernel, input_size, stride, padding)", conv_matrix, cases,
+        hint="row r = (i, j) of the output, column c = (h, w) of the input: M[r, c] = kernel[u, v] with "
+             "h = i * stride - padding + u and w = j * stride - padding + v; skip taps that fall in the "
+             "padding; keep the kernel's dtype",
+    )
+
+
+def check_iou_per_class(iou_per_class: Callable) -> bool:
+    """Check ``iou_per_class(pred, target, num_classes)`` against scikit-learn's jaccard_score."""
+    import numpy as np
+    import torch
+    from sklearn.metrics import jaccard_score
+
+    def reference(pred, target, num_classes):
+        t, p = target.reshape(-1).numpy(), pred.reshape(-1).numpy()
+        scores = jaccard_score(t, p, labels=list(range(num_classes)), average=None, zero_division=0)
+        absent = [c for c in range(num_classes) if not ((t == c) | (p == c)).any()]
+        scores[absent] = np.nan                                   # undefined: absent from both maps
+        return torch.tensor(scores, dtype=torch.float32)
+
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, 4, (2, 6, 6), generator=g)
+    p = torch.where(torch.rand(t.shape, generator=g) < 0.7, t, torch.randint(0, 4, t.shape, generator=g))
+    absent_t, absent_p = t.clamp(max=2), p.clamp(max=2)
+    only_pred = torch.zeros(3, 3, dtype=torch.int64)
+    only_pred_p = only_pred.clone()
+    only_pred_p[0, 0] = 1
+    cases = [
+        Case("random maps, 4 classes (vs jaccard_score)", (p, t, 4), expected=reference, atol=1e-6),
+        Case("perfect prediction -> all ones", (t, t.clone(), 4), expected=reference, atol=1e-6),
+        Case("class 3 absent from both -> NaN", (absent_p, absent_t, 4), expected=reference, atol=1e-6),
+        Case("a class only in the prediction -> IoU 0", (only_pred_p, only_pred, 2), expected=reference, atol=1e-6),
+        Case("a single (H, W) map", (p[0], t[0], 4), expected=reference, atol=1e-6),
+    ]
+    return run_check(
+        "iou_per_class(pred, target, num_classes)", iou_per_class, cases,
+        hint="for each class c: intersection = ((pred == c) & (target == c)).sum(), union = "
+             "((pred == c) | (target == c)).sum(); IoU = intersection / union as float, NaN when the "
+             "union is 0; return a float tensor of shape (num_classes,)",
+    )
+
+
+def check_unet(UNet: Callable) -> bool:
+    """Check ``UNet(in_channels, num_classes, base_channels)``: shapes, skips flag and gradient flow."""
+    import torch
+
+    def shape_case(cin, classes, base, shape):
+        def test(cls):
+            torch.manual_seed(0)
+            model = cls(cin, classes, base).eval()
+            with torch.no_grad():
+                out = model(torch.randn(2, cin, *shape))
+            want = (2, classes, *shape)
+            return None if tuple(out.shape) == want else f"output shape {tuple(out.shape)}, expected {want}"
+        return test
+
+    def skips_case(cls):
+        torch.manual_seed(0)
+        with_skips = cls(1, 3, 4)
+        torch.manual_seed(0)
+        without = cls(1, 3, 4, skips=False)
+        n1 = sum(p.numel() for p in with_skips.parameters())
+        n2 = sum(p.numel() for p in without.parameters())
+        if n1 != n2:
+            return f"skips=False should keep the same layers (same parameter count), got {n1} vs {n2}"
+        x = torch.randn(1, 1, 16, 16)
+        with torch.no_grad():
+            same = torch.allclose(with_skips.eval()(x), without.eval()(x))
+        return "skips=False gives the same output as skips=True: feed zeros instead of the skip" if same else None
+
+    def grad_case(cls):
+        torch.manual_seed(0)
+        model = cls(1, 3, 4)
+        model(torch.randn(2, 1, 16, 16)).sum().backward()
+        missing = [n for n, p in model.named_parameters() if p.grad is None]
+        return f"parameters that get no gradient (unused layers?): {missing[:3]}" if missing else None
+
+    cases = [
+        Case("1 -> 4 classes, base 8, 32x32 input keeps its size", test=shape_case(1, 4, 8, (32, 32))),
+        Case("3 -> 2 classes, base 4, 16x24 input", test=shape_case(3, 2, 4, (16, 24))),
+        Case("skips=False: same parameters, different output", test=skips_case),
+        Case("every parameter receives a gradient", test=grad_case),
+    ]
+    return run_check(
+        "UNet(in_channels, num_classes, base_channels, skips=True)", UNet, cases,
+        hint="encoder: double_conv -> max-pool 2 -> double_conv ...; decoder: ConvTranspose2d(kernel 2, "
+             "stride 2) halves the channels, torch.cat with the encoder feature map of the same size "
+             "(zeros of that shape when skips=False), double_conv; a 1x1 conv head gives num_classes maps",
+    )
