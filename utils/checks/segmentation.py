@@ -129,6 +129,26 @@ def check_unet(UNet: Callable) -> bool:
             same = torch.allclose(with_skips.eval()(x), without.eval()(x))
         return "skips=False gives the same output as skips=True: feed zeros instead of the skip" if same else None
 
+    def layout_case(cls):
+        import torch.nn as nn
+
+        def double_conv(cin, cout):
+            return [nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout),
+                    nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)]
+
+        c = 4
+        ref = nn.ModuleList(double_conv(1, c) + double_conv(c, 2 * c) + double_conv(2 * c, 4 * c)
+                            + [nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)] + double_conv(4 * c, 2 * c)
+                            + [nn.ConvTranspose2d(2 * c, c, 2, stride=2)] + double_conv(2 * c, c)
+                            + [nn.Conv2d(c, 3, 1)])
+        expected = sum(p.numel() for p in ref.parameters())
+        got = sum(p.numel() for p in cls(1, 3, c).parameters())
+        if got != expected:
+            return (f"{got} parameters, the described U-Net has {expected}: transposed convolutions halve the "
+                    "channels, and the decoder's double_conv takes the CONCATENATION (2x channels) of the "
+                    "upsampled map and the skip")
+        return None
+
     def grad_case(cls):
         torch.manual_seed(0)
         model = cls(1, 3, 4)
@@ -139,6 +159,7 @@ def check_unet(UNet: Callable) -> bool:
     cases = [
         Case("1 -> 4 classes, base 8, 32x32 input keeps its size", test=shape_case(1, 4, 8, (32, 32))),
         Case("3 -> 2 classes, base 4, 16x24 input", test=shape_case(3, 2, 4, (16, 24))),
+        Case("layout: channels c, 2c, 4c, concatenated skips (parameter count)", test=layout_case),
         Case("skips=False: same parameters, different output", test=skips_case),
         Case("every parameter receives a gradient", test=grad_case),
     ]

@@ -1,0 +1,169 @@
+"""Checks for the YOLO-style detection lab (07): box IoU, NMS, YOLO decoding, average precision."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_box_iou", "check_nms", "check_decode_yolo", "check_average_precision",
+           "reference_decode_yolo", "random_boxes"]
+
+
+def random_boxes(n: int, generator, size: float = 64.0):
+    """n random xyxy boxes with x2 > x1, y2 > y1 inside [0, size]."""
+    import torch
+
+    xy = torch.rand(n, 2, generator=generator) * size * 0.8
+    wh = torch.rand(n, 2, generator=generator) * size * 0.3 + 1.0
+    return torch.cat([xy, xy + wh], dim=1)
+
+
+def check_box_iou(box_iou: Callable) -> bool:
+    """Check ``box_iou(boxes1, boxes2)`` against ``torchvision.ops.box_iou``."""
+    import torch
+    from torchvision.ops import box_iou as tv_box_iou
+
+    g = torch.Generator().manual_seed(0)
+    a, b = random_boxes(7, g), random_boxes(5, g)
+    cases = [
+        Case("7 x 5 random boxes", (a, b), expected=tv_box_iou, atol=1e-6),
+        Case("identical boxes -> 1", (a[:3], a[:3].clone()), expected=tv_box_iou, atol=1e-6),
+        Case("disjoint boxes -> 0", (torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[5.0, 5, 6, 7], [2.0, 0, 4, 2]])),
+             expected=tv_box_iou, atol=1e-6),
+        Case("nested box", (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[2.0, 2, 4, 6]])), expected=tv_box_iou, atol=1e-6),
+        Case("empty second set -> shape (N, 0)", (a, torch.zeros(0, 4)), expected=tv_box_iou, atol=1e-6),
+    ]
+    return run_check(
+        "box_iou(boxes1, boxes2)", box_iou, cases,
+        hint="broadcast (N, 1, 2) against (1, M, 2): the intersection's corners are max of the top-left "
+             "and min of the bottom-right corners; clamp its width and height at 0; inter / (a1 + a2 - inter)",
+    )
+
+
+def check_nms(nms: Callable) -> bool:
+    """Check ``nms(boxes, scores, iou_threshold)`` returns exactly ``torchvision.ops.nms``'s indices."""
+    import torch
+    from torchvision.ops import nms as tv_nms
+
+    g = torch.Generator().manual_seed(1)
+
+    def case(name, n, thr, clustered=False):
+        boxes = random_boxes(n, g, size=20.0 if clustered else 64.0)
+        scores = torch.randperm(n, generator=g).float() / n + 0.01       # distinct scores
+
+        def test(fn):
+            got = fn(boxes.clone(), scores.clone(), thr)
+            if not isinstance(got, torch.Tensor) or got.dtype != torch.int64:
+                return f"expected an int64 tensor of indices, got {getattr(got, 'dtype', type(got).__name__)}"
+            return compare_values(tv_nms(boxes, scores, thr), got, path="kept indices")
+        return Case(name, test=test)
+
+    cases = [
+        case("20 scattered boxes, threshold 0.5", 20, 0.5),
+        case("30 clustered boxes, threshold 0.5", 30, 0.5, clustered=True),
+        case("30 clustered boxes, threshold 0.2", 30, 0.2, clustered=True),
+        case("threshold 0.9 keeps almost everything", 25, 0.9, clustered=True),
+        case("a single box", 1, 0.5),
+    ]
+    return run_check(
+        "nms(boxes, scores, iou_threshold)", nms, cases,
+        hint="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
+             "> iou_threshold (strictly greater); return the kept indices (int64) in visiting order",
+    )
+
+
+def reference_decode_yolo(output, anchors, stride):
+    """Compact reference: sigmoid offsets + cell, exp sizes * anchors, xyxy in pixels."""
+    import torch
+
+    N, _, S, _ = output.shape
+    B = anchors.shape[0]
+    out = output.reshape(N, B, -1, S, S).permute(0, 3, 4, 1, 2)            # (N, S_y, S_x, B, 5 + C)
+    cy, cx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    bx = (cx[None, :, :, None] + torch.sigmoid(out[..., 0])) * stride
+    by = (cy[None, :, :, None] + torch.sigmoid(out[..., 1])) * stride
+    bw = anchors[:, 0] * torch.exp(out[..., 2])
+    bh = anchors[:, 1] * torch.exp(out[..., 3])
+    boxes = torch.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], dim=-1)
+    return (boxes.reshape(N, -1, 4), torch.sigmoid(out[..., 4]).reshape(N, -1),
+            torch.softmax(out[..., 5:], dim=-1).reshape(N, S * S * B, -1))
+
+
+def check_decode_yolo(decode_yolo: Callable) -> bool:
+    """Check ``decode_yolo(output, anchors, stride)`` on known values and against a compact reference."""
+    import math
+
+    import torch
+
+    def worked(fn):
+        S, B, C = 13, 1, 2
+        out = torch.zeros(1, B * (5 + C), S, S)
+        logit = lambda p: math.log(p / (1 - p))
+        out[0, 0, 6, 6], out[0, 1, 6, 6] = logit(0.4), logit(0.7)           # t_x, t_y at row 6, column 6
+        out[0, 2, 6, 6], out[0, 3, 6, 6] = math.log(2.0), 0.0               # w = 2 * anchor, h = anchor
+        boxes, obj, cls = fn(out, torch.tensor([[10.0, 20.0]]), 1)
+        idx = 6 * S + 6
+        expected = torch.tensor([6.4 - 10.0, 6.7 - 10.0, 6.4 + 10.0, 6.7 + 10.0])
+        return compare_values(expected, boxes[0, idx], atol=1e-5, rtol=1e-6,
+                              path="box of cell (row 6, col 6); its centre must be (6.4, 6.7)")
+
+    def random_case(N, B, C, S, stride):
+        def test(fn):
+            g = torch.Generator().manual_seed(N * 100 + B)
+            out = torch.randn(N, B * (5 + C), S, S, generator=g)
+            anchors = torch.rand(B, 2, generator=g) * 20 + 4
+            got = fn(out.clone(), anchors.clone(), stride)
+            if not isinstance(got, tuple) or len(got) != 3:
+                return "expected a tuple (boxes, objectness, class_probs)"
+            exp = reference_decode_yolo(out, anchors, stride)
+            for label, e, o in zip(("boxes", "objectness", "class_probs"), exp, got):
+                msg = compare_values(e, o, atol=1e-4, rtol=1e-5, path=label)
+                if msg:
+                    return msg + " (order: cell row, cell column, anchor)" if label == "boxes" else msg
+            return None
+        return test
+
+    cases = [
+        Case("worked example: sigmoid offsets (0.4, 0.7) in cell (6, 6), stride 1", test=worked),
+        Case("1 image, 1 anchor, 2 classes, 4x4 grid, stride 16", test=random_case(1, 1, 2, 4, 16)),
+        Case("2 images, 3 anchors, 3 classes, 8x8 grid, stride 8", test=random_case(2, 3, 3, 8, 8)),
+        Case("1 image, 2 anchors, 1 class, 5x5 grid, stride 32", test=random_case(1, 2, 1, 5, 32)),
+    ]
+    return run_check(
+        "decode_yolo(output, anchors, stride)", decode_yolo, cases,
+        hint="reshape to (N, B, 5 + C, S, S) and permute to (N, S, S, B, 5 + C) so the flat order is "
+             "row, column, anchor; centre = (cell + sigmoid(t)) * stride; size = anchor * exp(t); "
+             "corners = centre -+ size / 2; sigmoid on objectness, softmax over the C class logits",
+    )
+
+
+def check_average_precision(average_precision: Callable) -> bool:
+    """Check ``average_precision(scores, is_tp, num_gt)`` against scikit-learn (rescaled by TP / num_gt)."""
+    import torch
+    from sklearn.metrics import average_precision_score
+
+    def reference(scores, is_tp, num_gt):
+        tp = int(is_tp.sum())
+        if tp == 0:
+            return 0.0
+        return float(average_precision_score(is_tp.numpy(), scores.numpy()) * tp / num_gt)
+
+    g = torch.Generator().manual_seed(0)
+    s = torch.randperm(30, generator=g).float() / 30 + 0.01
+    tp = (torch.rand(30, generator=g) < 0.6).long()
+    cases = [
+        Case("30 detections, 6 objects missed", (s, tp, int(tp.sum()) + 6), expected=reference, atol=1e-6),
+        Case("every detection correct, all found -> 1", (s[:5], torch.ones(5, dtype=torch.long), 5),
+             expected=reference, atol=1e-6),
+        Case("unsorted scores: sort by score first", (s.flip(0), tp.flip(0), int(tp.sum()) + 2),
+             expected=reference, atol=1e-6),
+        Case("no true positive -> 0", (s[:4], torch.zeros(4, dtype=torch.long), 3), expected=reference, atol=1e-6),
+        Case("known value: TP, FP, TP with 4 objects", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 1]), 4),
+             expected=0.25 * 1.0 + 0.25 * (2 / 3), atol=1e-6),
+    ]
+    return run_check(
+        "average_precision(scores, is_tp, num_gt)", average_precision, cases,
+        hint="sort by decreasing score; cumulative TP count tp_k; precision_k = tp_k / k, recall_k = "
+             "tp_k / num_gt; AP = sum over k of (recall_k - recall_(k-1)) * precision_k",
+    )
