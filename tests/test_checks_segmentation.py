@@ -55,27 +55,34 @@ def test_iou_check(capsys):
                                                      for c in range(n)]).float(), capsys)
 
 
+def _double(cin, cout):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(),
+                         nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
+
+
 def _unet_cls(zeros_instead=True, add_skip=False):
     class Net(nn.Module):
         def __init__(self, cin, ncls, c, skips=True):
             super().__init__()
             self.skips = skips
-            self.e1 = nn.Conv2d(cin, c, 3, padding=1)
-            self.e2 = nn.Conv2d(c, 2 * c, 3, padding=1)
-            self.up = nn.ConvTranspose2d(2 * c, c, 2, stride=2)
-            self.d1 = nn.Conv2d(c if add_skip else 2 * c, c, 3, padding=1)
+            m = 1 if add_skip else 2
+            self.e1, self.e2, self.b = _double(cin, c), _double(c, 2 * c), _double(2 * c, 4 * c)
+            self.u2, self.d2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), _double(m * 2 * c, 2 * c)
+            self.u1, self.d1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2), _double(m * c, c)
             self.head = nn.Conv2d(c, ncls, 1)
 
-        def forward(self, x):
-            e1 = F.relu(self.e1(x))
-            u = self.up(F.relu(self.e2(F.max_pool2d(e1, 2))))
+        def join(self, up, skip):
             if add_skip:
-                joined = u + e1
-            elif self.skips or not zeros_instead:
-                joined = torch.cat([u, e1], 1)
-            else:
-                joined = torch.cat([u, torch.zeros_like(e1)], 1)
-            return self.head(F.relu(self.d1(joined)))
+                return up + skip
+            if self.skips or not zeros_instead:
+                return torch.cat([up, skip], 1)
+            return torch.cat([up, torch.zeros_like(skip)], 1)
+
+        def forward(self, x):
+            e1 = self.e1(x)
+            e2 = self.e2(F.max_pool2d(e1, 2))
+            b = self.b(F.max_pool2d(e2, 2))
+            return self.head(self.d1(self.join(self.u1(self.d2(self.join(self.u2(b), e2))), e1)))
 
     return Net
 
@@ -83,6 +90,7 @@ def _unet_cls(zeros_instead=True, add_skip=False):
 def test_unet_check(capsys):
     assert _verdict(checks.check_unet, _unet_cls(), capsys)
     assert not _verdict(checks.check_unet, _unet_cls(zeros_instead=False), capsys)  # skips flag ignored
+    assert not _verdict(checks.check_unet, _unet_cls(add_skip=True), capsys)  # adds instead of concatenating
 
     def shrinking(cin, ncls, c, skips=True):  # forgets to upsample: output is H/2 x W/2
         return nn.Sequential(nn.Conv2d(cin, c, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(c, ncls, 1))
