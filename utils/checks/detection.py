@@ -99,7 +99,9 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
     def worked(fn):
         S, B, C = 13, 1, 2
         out = torch.zeros(1, B * (5 + C), S, S)
-        logit = lambda p: math.log(p / (1 - p))
+        def logit(p):
+            return math.log(p / (1 - p))
+
         out[0, 0, 6, 6], out[0, 1, 6, 6] = logit(0.4), logit(0.7)           # t_x, t_y at row 6, column 6
         out[0, 2, 6, 6], out[0, 3, 6, 6] = math.log(2.0), 0.0               # w = 2 * anchor, h = anchor
         boxes, obj, cls = fn(out, torch.tensor([[10.0, 20.0]]), 1)
