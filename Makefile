@@ -47,7 +47,7 @@ data: $(STAMP) sysdeps
 	$(PY) -m utils.data prepare
 
 lab: data
-	env $(NUMERIC_ENV) $(PY) -m jupyterlab --notebook-dir=.
+	env $(NUMERIC_ENV) $(PY) -m jupyterlab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: data
 	$(MAKE) --no-print-directory lint unit nbval
