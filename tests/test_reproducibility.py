@@ -128,6 +128,7 @@ def test_deterministic_settings():
     torch.use_deterministic_algorithms(False)
     seed_everything(0)
     assert torch.are_deterministic_algorithms_enabled()
+    assert torch.backends.mkldnn.deterministic
     assert torch.is_deterministic_algorithms_warn_only_enabled()
     assert torch.backends.cudnn.deterministic is True
     assert torch.backends.cudnn.benchmark is False

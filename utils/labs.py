@@ -99,6 +99,7 @@ def _relink(text: str, folder: str) -> str:
 def make_lab(nb: dict) -> dict:
     """Return the student version of an instructor notebook (a new dict)."""
     lab = copy.deepcopy(nb)
+    lab.get("metadata", {}).pop("widgets", None)                # saved widget state belongs to outputs
     cells = []
     for cell in lab["cells"]:
         if REMOVE_TAG in cell.get("metadata", {}).get("tags", []):

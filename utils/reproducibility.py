@@ -78,4 +78,8 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = True) -> i
         torch.use_deterministic_algorithms(True, warn_only=True)
         torch.backends.cudnn.benchmark = False
         torch.backends.cudnn.deterministic = True
+        mkldnn = getattr(torch.backends, "mkldnn", None)
+        if mkldnn is not None and hasattr(mkldnn, "deterministic"):
+            # oneDNN (CPU convolutions) may otherwise reduce in a run-dependent order
+            mkldnn.deterministic = True
     return seed

@@ -28,7 +28,7 @@ def check_box_iou(box_iou: Callable) -> bool:
     a, b = random_boxes(7, g), random_boxes(5, g)
     cases = [
         Case("7 x 5 random boxes", (a, b), expected=tv_box_iou, atol=1e-6),
-        Case("identical boxes -> 1", (a[:3], a[:3].clone()), expected=tv_box_iou, atol=1e-6),
+        Case("a set against itself (diagonal = 1)", (a[:3], a[:3].clone()), expected=tv_box_iou, atol=1e-6),
         Case("disjoint boxes -> 0", (torch.tensor([[0.0, 0, 2, 2]]), torch.tensor([[5.0, 5, 6, 7], [2.0, 0, 4, 2]])),
              expected=tv_box_iou, atol=1e-6),
         Case("nested box", (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[2.0, 2, 4, 6]])), expected=tv_box_iou, atol=1e-6),
@@ -66,6 +66,15 @@ def check_nms(nms: Callable) -> bool:
         case("threshold 0.9 keeps almost everything", 25, 0.9, clustered=True),
         case("a single box", 1, 0.5),
     ]
+
+    def tie_case(fn):
+        boxes = torch.tensor([[0.0, 0, 2, 1], [0.0, 0, 1, 1]])          # IoU exactly 0.5
+        scores = torch.tensor([0.9, 0.8])
+        got = fn(boxes, scores, 0.5)
+        return compare_values(tv_nms(boxes, scores, 0.5), got, path="kept indices when IoU == threshold "
+                              "(suppress only if IoU > threshold)")
+
+    cases.append(Case("IoU exactly at the threshold is kept", test=tie_case))
     return run_check(
         "nms(boxes, scores, iou_threshold)", nms, cases,
         hint="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
@@ -102,13 +111,13 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
         def logit(p):
             return math.log(p / (1 - p))
 
-        out[0, 0, 6, 6], out[0, 1, 6, 6] = logit(0.4), logit(0.7)           # t_x, t_y at row 6, column 6
-        out[0, 2, 6, 6], out[0, 3, 6, 6] = math.log(2.0), 0.0               # w = 2 * anchor, h = anchor
+        out[0, 0, 6, 3], out[0, 1, 6, 3] = logit(0.4), logit(0.7)           # t_x, t_y at row 6, column 3
+        out[0, 2, 6, 3], out[0, 3, 6, 3] = math.log(2.0), 0.0               # w = 2 * anchor, h = anchor
         boxes, obj, cls = fn(out, torch.tensor([[10.0, 20.0]]), 1)
-        idx = 6 * S + 6
-        expected = torch.tensor([6.4 - 10.0, 6.7 - 10.0, 6.4 + 10.0, 6.7 + 10.0])
+        idx = 6 * S + 3
+        expected = torch.tensor([3.4 - 10.0, 6.7 - 10.0, 3.4 + 10.0, 6.7 + 10.0])
         return compare_values(expected, boxes[0, idx], atol=1e-5, rtol=1e-6,
-                              path="box of cell (row 6, col 6); its centre must be (6.4, 6.7)")
+                              path="box of cell (row 6, column 3); its centre must be (x, y) = (3.4, 6.7)")
 
     def random_case(N, B, C, S, stride):
         def test(fn):
@@ -127,7 +136,7 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
         return test
 
     cases = [
-        Case("worked example: sigmoid offsets (0.4, 0.7) in cell (6, 6), stride 1", test=worked),
+        Case("worked example: sigmoid offsets (0.4, 0.7) in row 6, column 3, stride 1", test=worked),
         Case("1 image, 1 anchor, 2 classes, 4x4 grid, stride 16", test=random_case(1, 1, 2, 4, 16)),
         Case("2 images, 3 anchors, 3 classes, 8x8 grid, stride 8", test=random_case(2, 3, 3, 8, 8)),
         Case("1 image, 2 anchors, 1 class, 5x5 grid, stride 32", test=random_case(1, 2, 1, 5, 32)),
