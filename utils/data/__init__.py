@@ -9,7 +9,7 @@ load_digits()             (1437 | 360, 1, 8, 8)                      scikit-lear
 load_mnist1d()            (4000 | 1000, 40)                          mnist1d, generated
 load_fashion_mnist()      (60000 | 10000, 1, 28, 28)                 Debian pkg / download
 load_names()              4182 / 465 / 516 names                     names package
-make_spiral/moons/...     (N, 2)                                     generated from a seed
+make_blobs/spiral/...     (N, 2)                                     generated from a seed
 make_segmentation_scenes  (N, 1, 64, 64) + masks (N, 64, 64)         generated from a seed
 make_detection_canvases   (N, 1, 64, 64) + boxes, labels             generated from a seed
 ========================  =========================================  ======================
