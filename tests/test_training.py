@@ -321,3 +321,14 @@ def test_evaluate_empty_data():
 def test_evaluate_bad_data_type():
     with pytest.raises(TypeError):
         evaluate(_model(), 5)
+
+
+def test_count_params_counts_all_and_trainable():
+    from utils.training import count_params
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.Linear(4, 2))
+    assert count_params(model) == 3 * 4 + 4 + 4 * 2 + 2
+    model[0].weight.requires_grad_(False)
+    assert count_params(model, trainable_only=True) == 4 + 4 * 2 + 2
+    with pytest.raises(TypeError, match="model"):
+        count_params([1, 2])

@@ -11,7 +11,25 @@ from collections.abc import Callable, Iterable, Iterator
 
 from ._validation import check_choice, check_float, check_int
 
-__all__ = ["batches", "fit", "evaluate"]
+__all__ = ["batches", "count_params", "fit", "evaluate"]
+
+
+def count_params(model, trainable_only: bool = False) -> int:
+    """Number of scalar parameters of a ``torch.nn.Module``.
+
+    Args:
+        model: the module.
+        trainable_only: count only parameters with ``requires_grad``.
+
+    Returns:
+        int: the total number of entries of its parameter tensors.
+
+    Raises:
+        TypeError: ``model`` has no ``parameters()`` method.
+    """
+    if not callable(getattr(model, "parameters", None)):
+        raise TypeError(f"model: expected a torch.nn.Module, got {type(model).__name__}")
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
 def batches(X, y, batch_size: int, *, shuffle: bool = False, generator=None) -> Iterator[tuple]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..training import count_params
 from .core import Case, compare_values, run_check
 
 __all__ = ["check_basic_block", "check_resnet18", "check_conv_grad_norms"]
@@ -18,10 +19,6 @@ def _torchvision_block(in_channels, out_channels, stride):
         downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
                                    nn.BatchNorm2d(out_channels))
     return TVBlock(in_channels, out_channels, stride, downsample)
-
-
-def _n_params(module) -> int:
-    return sum(p.numel() for p in module.parameters())
 
 
 def check_basic_block(BasicBlock: Callable) -> bool:
@@ -104,8 +101,8 @@ def check_resnet18(resnet18: Callable) -> bool:
     def count_case(num_classes):
         def test(fn):
             mine = fn(num_classes)
-            expected = _n_params(tv_resnet18(weights=None, num_classes=num_classes))
-            got = _n_params(mine)
+            expected = count_params(tv_resnet18(weights=None, num_classes=num_classes))
+            got = count_params(mine)
             if got != expected:
                 return f"{got:,} parameters, torchvision's resnet18 has {expected:,}"
             return None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..training import count_params
 from .core import Case, compare_values, run_check
 
 __all__ = ["check_conv_matrix", "check_iou_per_class", "check_unet", "reference_conv_matrix"]
@@ -120,8 +121,7 @@ def check_unet(UNet: Callable) -> bool:
         with_skips = cls(1, 3, 4)
         torch.manual_seed(0)
         without = cls(1, 3, 4, skips=False)
-        n1 = sum(p.numel() for p in with_skips.parameters())
-        n2 = sum(p.numel() for p in without.parameters())
+        n1, n2 = count_params(with_skips), count_params(without)
         if n1 != n2:
             return f"skips=False should keep the same layers (same parameter count), got {n1} vs {n2}"
         x = torch.randn(1, 1, 16, 16)
@@ -141,8 +141,7 @@ def check_unet(UNet: Callable) -> bool:
                             + [nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)] + double_conv(4 * c, 2 * c)
                             + [nn.ConvTranspose2d(2 * c, c, 2, stride=2)] + double_conv(2 * c, c)
                             + [nn.Conv2d(c, 3, 1)])
-        expected = sum(p.numel() for p in ref.parameters())
-        got = sum(p.numel() for p in cls(1, 3, c).parameters())
+        expected, got = count_params(ref), count_params(cls(1, 3, c))
         if got != expected:
             return (f"{got} parameters, the described U-Net has {expected}: transposed convolutions halve the "
                     "channels, and the decoder's double_conv takes the CONCATENATION (2x channels) of the "
