@@ -15,6 +15,7 @@ from utils.plotting import (
     show_filters,
     show_images,
     style,
+    tile_images,
 )
 
 matplotlib.use("Agg")
@@ -270,3 +271,33 @@ def test_plot_heatmap_options(rc_unchanged):
 def test_plot_heatmap_bad_input(matrix, kwargs):
     with pytest.raises(ValueError):
         plot_heatmap(matrix, **kwargs)
+
+
+def test_tile_images_layout():
+    images = torch.arange(5 * 2 * 3, dtype=torch.float32).reshape(5, 1, 2, 3)
+    mosaic = tile_images(images, ncols=2, pad=1, pad_value=-1.0)
+    assert mosaic.shape == (3 * 4, 2 * 5)
+    np.testing.assert_array_equal(mosaic[1:3, 1:4], images[0, 0].numpy())   # first tile, top left
+    np.testing.assert_array_equal(mosaic[1:3, 6:9], images[1, 0].numpy())   # second tile, same row
+    np.testing.assert_array_equal(mosaic[5:7, 1:4], images[2, 0].numpy())   # third tile, next row
+    assert (mosaic[9:11, 6:9] == -1).all()                                  # missing sixth tile is padding
+    assert (mosaic[0] == -1).all() and (mosaic[:, 0] == -1).all()
+
+
+def test_tile_images_colour_and_no_pad():
+    images = np.random.default_rng(0).random((4, 3, 2, 2))
+    mosaic = tile_images(images, ncols=4, pad=0)
+    assert mosaic.shape == (2, 8, 3)
+    np.testing.assert_array_equal(mosaic[:, 2:4], images[1].transpose(1, 2, 0))
+    assert tile_images(np.zeros((3, 4, 4)), ncols=1).shape == (18, 6)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"images": np.zeros((2, 2, 4, 4)), "ncols": 2}, "images"),
+    ({"images": np.zeros((0, 1, 4, 4)), "ncols": 2}, "images"),
+    ({"images": np.zeros((2, 4, 4)), "ncols": 0}, "ncols"),
+    ({"images": np.zeros((2, 4, 4)), "ncols": 2, "pad": -1}, "pad"),
+])
+def test_tile_images_bad_input(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        tile_images(**kwargs)

@@ -332,3 +332,28 @@ def test_count_params_counts_all_and_trainable():
     assert count_params(model, trainable_only=True) == 4 + 4 * 2 + 2
     with pytest.raises(TypeError, match="model"):
         count_params([1, 2])
+
+
+def test_fit_and_evaluate_accept_tuple_outputs():
+    """A model returning a tuple (as a VAE does) trains with a matching loss_fn; no accuracy."""
+
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.a, self.b = nn.Linear(3, 3), nn.Linear(3, 1)
+
+        def forward(self, x):
+            return self.a(x), self.b(x)
+
+    torch.manual_seed(0)
+    X = torch.randn(40, 3)
+    model = TwoHeads()
+
+    def loss_fn(out, target):
+        return (out[0] - target).pow(2).mean() + out[1].pow(2).mean()
+
+    history = fit(model, (X, X), epochs=30, lr=0.05, loss_fn=loss_fn, log_every=None, progress=False,
+                  val_data=(X, X))
+    assert "train_acc" not in history and "val_acc" not in history
+    assert history["train_loss"][-1] < history["train_loss"][0] / 2
+    assert set(evaluate(model, (X, X), loss_fn=loss_fn)) == {"loss"}

@@ -81,6 +81,13 @@ def _num_batches(data, batch_size) -> int | None:
         return None
 
 
+def _is_class_output(out, y) -> bool:
+    """True when ``out`` is an (N, C) score tensor and ``y`` (N,) integer labels (accuracy applies)."""
+    import torch
+
+    return isinstance(out, torch.Tensor) and out.ndim == 2 and y.ndim == 1 and not y.is_floating_point()
+
+
 def _default_loss():
     import torch.nn.functional as F
 
@@ -115,7 +122,7 @@ def evaluate(model, data, *, loss_fn: Callable | None = None, batch_size: int = 
             for xb, yb in _iterate(data, batch_size, False, None, device):
                 out = model(xb)
                 total_loss += loss_fn(out, yb).item() * len(xb)
-                if out.ndim == 2 and yb.ndim == 1 and not yb.is_floating_point():
+                if _is_class_output(out, yb):
                     correct += (out.argmax(1) == yb).sum().item()
                 else:
                     has_acc = False
@@ -157,7 +164,8 @@ def fit(
         lr: learning rate of the default optimizer (AdamW) and peak of a schedule.
         optimizer: a ready ``torch.optim`` optimizer (then ``lr``/``weight_decay`` are unused
             except by the schedule).
-        loss_fn: ``loss_fn(output, y)`` -> mean loss (default cross-entropy).
+        loss_fn: ``loss_fn(output, y)`` -> mean loss (default cross-entropy). ``output`` is
+            whatever the model returns (a tensor, or e.g. a tuple for a VAE).
         batch_size: batch size for tensor data.
         val_data: optional held-out data evaluated after every epoch.
         scheduler: None, ``"onecycle"`` or ``"cosine"`` (stepped every batch).
@@ -222,7 +230,7 @@ def fit(
                 sched.step()
             total += loss.item() * len(xb)
             count += len(xb)
-            if out.ndim == 2 and yb.ndim == 1 and not yb.is_floating_point():
+            if _is_class_output(out, yb):
                 correct += (out.detach().argmax(1) == yb).sum().item()
             else:
                 has_acc = False
