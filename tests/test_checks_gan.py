@@ -1,0 +1,66 @@
+"""The lab-09 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+import torch.nn.functional as F
+
+from utils.checks import gan as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def d_loss_softplus(real_logits, fake_logits):
+    """Correct, written differently: softplus form."""
+    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+
+def d_loss_logsigmoid(real_logits, fake_logits):
+    """Correct, written differently: log-sigmoid form."""
+    return -F.logsigmoid(real_logits).mean() - F.logsigmoid(-fake_logits).mean()
+
+
+def test_discriminator_loss_check(capsys):
+    assert _verdict(checks.check_discriminator_loss, checks.reference_discriminator_loss, capsys)
+    assert _verdict(checks.check_discriminator_loss, d_loss_softplus, capsys)
+    assert _verdict(checks.check_discriminator_loss, d_loss_logsigmoid, capsys)
+    assert not _verdict(checks.check_discriminator_loss,  # unstable: log of a sigmoid
+                        lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
+                        capsys)
+    assert not _verdict(checks.check_discriminator_loss, lambda r, f: d_loss_softplus(f, r), capsys)  # targets swapped
+    assert not _verdict(checks.check_discriminator_loss,  # one mean over the concatenation
+                        lambda r, f: torch.cat([F.softplus(-r), F.softplus(f)]).mean(), capsys)
+    assert not _verdict(checks.check_discriminator_loss,  # sums instead of means
+                        lambda r, f: F.softplus(-r).sum() + F.softplus(f).sum(), capsys)
+    assert not _verdict(checks.check_discriminator_loss,  # detached
+                        lambda r, f: d_loss_softplus(r, f).detach(), capsys)
+
+
+def g_loss_logsigmoid(fake_logits, saturating=False):
+    """Correct, written differently."""
+    if saturating:
+        return F.logsigmoid(-fake_logits).mean()
+    return -F.logsigmoid(fake_logits).mean()
+
+
+def test_generator_loss_check(capsys):
+    assert _verdict(checks.check_generator_loss, checks.reference_generator_loss, capsys)
+    assert _verdict(checks.check_generator_loss, g_loss_logsigmoid, capsys)
+    assert not _verdict(checks.check_generator_loss,  # saturating form with the wrong sign
+                        lambda f, saturating=False: F.softplus(f).mean() if saturating else F.softplus(-f).mean(),
+                        capsys)
+    assert not _verdict(checks.check_generator_loss,  # ignores the flag
+                        lambda f, saturating=False: F.softplus(-f).mean(), capsys)
+    assert not _verdict(checks.check_generator_loss,  # unstable probability form
+                        lambda f, saturating=False: torch.log(1 - torch.sigmoid(f)).mean() if saturating
+                        else -torch.log(torch.sigmoid(f)).mean(), capsys)
+    assert not _verdict(checks.check_generator_loss,  # maximises the discriminator's loss on fakes (sign)
+                        lambda f, saturating=False: -F.softplus(f).mean() if saturating else -F.softplus(-f).mean(),
+                        capsys)
