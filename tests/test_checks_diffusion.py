@@ -1,0 +1,146 @@
+"""The lab-10 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+
+from utils.checks import diffusion as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def schedule_numpy(T, kind):
+    """Correct, written differently: NumPy, float32 output, loop for the cosine betas."""
+    if kind == "linear":
+        if T < 50:
+            raise ValueError(f"T: expected >= 50 for the linear schedule, got {T}")
+        betas = np.linspace(0.1 / T, 20.0 / T, T)
+    elif kind == "cosine":
+        def abar(u):
+            return math.cos((u / T + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = np.array([min(1 - abar(t + 1) / abar(t), 0.999) for t in range(T)])
+    else:
+        raise ValueError(f"kind: expected 'linear' or 'cosine', got {kind!r}")
+    alphas = 1 - betas
+    return tuple(torch.tensor(v, dtype=torch.float32) for v in (betas, alphas, np.cumprod(alphas)))
+
+
+def schedule_no_scaling(T, kind):
+    if kind == "linear":
+        if T < 50:
+            raise ValueError("T")
+        betas = torch.linspace(1e-4, 0.02, T, dtype=torch.float64)
+        return betas, 1 - betas, torch.cumprod(1 - betas, 0)
+    return checks.reference_schedule(T, kind)
+
+
+def schedule_no_raise(T, kind):
+    """No ValueError for a small T (where the scaled betas would exceed 1)."""
+    if kind != "linear":
+        return checks.reference_schedule(T, kind)
+    betas = torch.linspace(0.1 / T, 20.0 / T, T, dtype=torch.float64)
+    return betas, 1 - betas, torch.cumprod(1 - betas, 0)
+
+
+def schedule_cosine_unclipped(T, kind):
+    if kind == "cosine":
+        steps = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((steps + 0.008) / 1.008 * math.pi / 2) ** 2
+        betas = 1 - f[1:] / f[:-1]
+        return betas, 1 - betas, torch.cumprod(1 - betas, 0)
+    return schedule_numpy(T, kind)
+
+
+def schedule_cumsum(T, kind):
+    betas, alphas, _ = schedule_numpy(T, kind)
+    return betas, alphas, 1 - torch.cumsum(betas, 0)
+
+
+def test_make_schedule_check(capsys):
+    assert _verdict(checks.check_make_schedule, checks.reference_schedule, capsys)
+    assert _verdict(checks.check_make_schedule, schedule_numpy, capsys)
+    assert not _verdict(checks.check_make_schedule, schedule_no_scaling, capsys)
+    assert not _verdict(checks.check_make_schedule, schedule_no_raise, capsys)
+    assert not _verdict(checks.check_make_schedule, schedule_cosine_unclipped, capsys)
+    assert not _verdict(checks.check_make_schedule, schedule_cumsum, capsys)
+
+
+def q_sample_ok(x0, t, noise, alpha_bars):
+    a = alpha_bars[t].view(-1, *([1] * (x0.ndim - 1)))
+    return torch.sqrt(a) * x0 + torch.sqrt(1 - a) * noise
+
+
+def q_sample_einsum(x0, t, noise, alpha_bars):
+    """Correct, written differently."""
+    a = alpha_bars[t]
+    flat = torch.einsum("n,nd->nd", a.sqrt(), x0.flatten(1)) + torch.einsum("n,nd->nd", (1 - a).sqrt(), noise.flatten(1))
+    return flat.reshape(x0.shape)
+
+
+def test_q_sample_check(capsys):
+    assert _verdict(checks.check_q_sample, q_sample_ok, capsys)
+    assert _verdict(checks.check_q_sample, q_sample_einsum, capsys)
+    assert not _verdict(checks.check_q_sample,  # no square roots
+                        lambda x0, t, n, ab: ab[t].view(-1, *([1] * (x0.ndim - 1))) * x0
+                        + (1 - ab[t].view(-1, *([1] * (x0.ndim - 1)))) * n, capsys)
+    assert not _verdict(checks.check_q_sample,  # off by one
+                        lambda x0, t, n, ab: q_sample_ok(x0, (t - 1).clamp(min=0), n, ab), capsys)
+    assert not _verdict(checks.check_q_sample,  # only works for 2-D inputs
+                        lambda x0, t, n, ab: ab[t][:, None].sqrt() * x0 + (1 - ab[t][:, None]).sqrt() * n, capsys)
+
+
+def ddpm_ok(model_eps, x_t, t, schedule, noise):
+    betas, alphas, abar = schedule
+    eps = model_eps(x_t, torch.full((len(x_t),), t, dtype=torch.long))
+    mean = (x_t - betas[t] / (1 - abar[t]).sqrt() * eps) / alphas[t].sqrt()
+    if t == 0:
+        return mean
+    var = (1 - abar[t - 1]) / (1 - abar[t]) * betas[t]
+    return mean + var.sqrt() * noise
+
+
+def ddpm_via_x0(model_eps, x_t, t, schedule, noise):
+    """Correct, written differently: predict x0, then the posterior mean formula."""
+    betas, alphas, abar = schedule
+    eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.int64))
+    x0 = (x_t - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+    prev = abar[t - 1] if t > 0 else torch.ones((), dtype=abar.dtype)
+    mean = prev.sqrt() * betas[t] / (1 - abar[t]) * x0 + alphas[t].sqrt() * (1 - prev) / (1 - abar[t]) * x_t
+    std = ((1 - prev) / (1 - abar[t]) * betas[t]).sqrt()
+    return mean + std * noise
+
+
+def test_ddpm_step_check(capsys):
+    assert _verdict(checks.check_ddpm_step, ddpm_ok, capsys)
+    assert _verdict(checks.check_ddpm_step, ddpm_via_x0, capsys)
+
+    def beta_variance(model_eps, x_t, t, schedule, noise):
+        betas, alphas, abar = schedule
+        eps = model_eps(x_t, torch.full((len(x_t),), t, dtype=torch.long))
+        mean = (x_t - betas[t] / (1 - abar[t]).sqrt() * eps) / alphas[t].sqrt()
+        return mean + (betas[t].sqrt() * noise if t > 0 else 0)
+
+    def noise_at_zero(model_eps, x_t, t, schedule, noise):
+        out = ddpm_ok(model_eps, x_t, t, schedule, noise)
+        return out + (schedule[0][0].sqrt() * noise if t == 0 else 0)
+
+    def int_timestep(model_eps, x_t, t, schedule, noise):
+        return ddpm_ok(lambda x, tb: model_eps(x, int(tb[0])), x_t, t, schedule, noise)
+
+    def abar_in_mean(model_eps, x_t, t, schedule, noise):
+        betas, alphas, abar = schedule
+        eps = model_eps(x_t, torch.full((len(x_t),), t, dtype=torch.long))
+        mean = (x_t - betas[t] / (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
+        return mean if t == 0 else mean + ((1 - abar[t - 1]) / (1 - abar[t]) * betas[t]).sqrt() * noise
+
+    for wrong in (beta_variance, noise_at_zero, int_timestep, abar_in_mean):
+        assert not _verdict(checks.check_ddpm_step, wrong, capsys), wrong.__name__

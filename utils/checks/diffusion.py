@@ -1,0 +1,200 @@
+"""Checks for the diffusion lab (10): make_schedule, q_sample and ddpm_step.
+
+No library call is the reference here: the checks use published values (DDPM's linear
+schedule at T = 1000, the cosine formula of Nichol & Dhariwal), invariants (alpha_bar is
+the running product of 1 - beta) and an independent identity (with the true noise, the
+DDPM mean equals the closed-form posterior mean of q(x_{t-1} | x_t, x_0)).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_schedule"]
+
+
+def reference_schedule(T: int, kind: str):
+    """(betas, alphas, alpha_bars) as float64 tensors of shape (T,); compact reference."""
+    import torch
+
+    if kind not in ("linear", "cosine"):
+        raise ValueError(f"kind: expected 'linear' or 'cosine', got {kind!r}")
+    if kind == "linear" and T < 50:
+        raise ValueError(f"T: expected >= 50 for the scaled linear schedule, got {T}")
+    if kind == "linear":
+        betas = torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T, dtype=torch.float64)
+    else:
+        s = 0.008
+        steps = torch.arange(T + 1, dtype=torch.float64) / T
+        f = torch.cos((steps + s) / (1 + s) * math.pi / 2) ** 2
+        abar = f / f[0]
+        betas = (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
+    alphas = 1 - betas
+    return betas, alphas, torch.cumprod(alphas, 0)
+
+
+def _as_schedule(out, T):
+    """Return an error message, or None when ``out`` is a tuple of three (T,) float tensors."""
+    import torch
+
+    if not isinstance(out, tuple | list) or len(out) != 3:
+        return f"expected a tuple (betas, alphas, alpha_bars), got {type(out).__name__}"
+    for name, v in zip(("betas", "alphas", "alpha_bars"), out):
+        if not isinstance(v, torch.Tensor) or v.shape != (T,) or not v.is_floating_point():
+            return f"{name}: expected a float tensor of shape ({T},), got {getattr(v, 'shape', type(v).__name__)}"
+    return None
+
+
+def check_make_schedule(make_schedule: Callable) -> bool:
+    """Check ``make_schedule(T, kind)`` for the linear and cosine schedules."""
+    import torch
+
+    def values_case(T, kind):
+        def test(fn):
+            out = fn(T, kind)
+            msg = _as_schedule(out, T)
+            if msg:
+                return msg
+            want = reference_schedule(T, kind)
+            for name, w, g in zip(("betas", "alphas", "alpha_bars"), want, out):
+                msg = compare_values(w, g.double(), atol=1e-7, rtol=1e-5, path=name)
+                if msg:
+                    return msg
+            return None
+        return test
+
+    def invariants_case(fn):
+        betas, alphas, abar = (v.double() for v in fn(200, "linear"))
+        if (msg := compare_values(1 - betas, alphas, atol=1e-7, rtol=0, path="alphas vs 1 - betas")):
+            return msg
+        if (msg := compare_values(torch.cumprod(alphas, 0), abar, atol=1e-7, rtol=1e-5,
+                                  path="alpha_bars vs cumprod(alphas)")):
+            return msg
+        if abar[-1] > 1e-3:
+            return f"alpha_bar at t = T - 1 is {abar[-1]:.3g}: the last step should be (almost) pure noise"
+        return None
+
+    def ddpm_values_case(fn):
+        betas = fn(1000, "linear")[0].double()
+        want = torch.tensor([1e-4, 0.02], dtype=torch.float64)
+        return compare_values(want, betas[[0, -1]], atol=1e-9, rtol=1e-6, path="betas[0], betas[-1] at T = 1000")
+
+    def raises_case(T, kind, what):
+        def test(fn):
+            try:
+                fn(T, kind)
+            except ValueError:
+                return None
+            except Exception as exc:  # noqa: BLE001 - report the wrong exception type
+                return f"{what}: expected a ValueError, got {type(exc).__name__}"
+            return f"{what}: expected a ValueError, nothing was raised"
+        return test
+
+    cases = [
+        Case("linear, T = 1000: DDPM's betas 1e-4 .. 0.02", test=ddpm_values_case),
+        Case("linear, T = 200 (betas scaled by 1000 / T)", test=values_case(200, "linear")),
+        Case("linear, T = 50", test=values_case(50, "linear")),
+        Case("cosine, T = 200 (s = 0.008, betas clipped at 0.999)", test=values_case(200, "cosine")),
+        Case("cosine, T = 1000", test=values_case(1000, "cosine")),
+        Case("alphas = 1 - betas, alpha_bars = cumprod, alpha_bar[T-1] ~ 0", test=invariants_case),
+        Case("linear with T = 20 raises ValueError", test=raises_case(20, "linear", "T = 20")),
+        Case("unknown kind raises ValueError", test=raises_case(200, "quadratic", "kind 'quadratic'")),
+    ]
+    return run_check(
+        "make_schedule(T, kind)", make_schedule, cases,
+        hint="linear: torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T); cosine: f(u) = cos((u / T + s) / "
+             "(1 + s) * pi / 2)^2 for u = 0..T, alpha_bar(u) = f(u) / f(0), beta_t = 1 - alpha_bar(t+1) / "
+             "alpha_bar(t) clipped at 0.999; then alphas = 1 - betas and alpha_bars = torch.cumprod(alphas, 0)",
+    )
+
+
+def check_q_sample(q_sample: Callable) -> bool:
+    """Check ``q_sample(x0, t, noise, alpha_bars)`` = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    abar = reference_schedule(200, "linear")[2]
+
+    def expected(x0, t, noise, alpha_bars):
+        a = alpha_bars[t].reshape(-1, *([1] * (x0.ndim - 1)))
+        return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+    def inputs(shape, t):
+        return (torch.randn(shape, generator=g, dtype=torch.float64), t,
+                torch.randn(shape, generator=g, dtype=torch.float64), abar)
+
+    t5 = torch.tensor([0, 1, 50, 150, 199])
+    cases = [
+        Case("2-D points (5, 2), t = 0, 1, 50, 150, 199", inputs((5, 2), t5), expected=expected, atol=1e-12),
+        Case("images (5, 1, 8, 8): alpha_bar broadcast over pixels", inputs((5, 1, 8, 8), t5), expected=expected,
+             atol=1e-12),
+        Case("t = 0 is almost x0", inputs((3, 4), torch.zeros(3, dtype=torch.long)), expected=expected, atol=1e-12),
+        Case("t = T - 1 is almost the noise", inputs((3, 4), torch.full((3,), 199)), expected=expected, atol=1e-12),
+        Case("a single sample (1, 3)", inputs((1, 3), torch.tensor([77])), expected=expected, atol=1e-12),
+    ]
+    return run_check(
+        "q_sample(x0, t, noise, alpha_bars)", q_sample, cases,
+        hint="a = alpha_bars[t] reshaped to (N, 1, ..., 1) so it broadcasts over x0's other dimensions; "
+             "return a.sqrt() * x0 + (1 - a).sqrt() * noise (alpha_bar, not alpha; t indexes directly, "
+             "no t - 1)",
+    )
+
+
+def check_ddpm_step(ddpm_step: Callable) -> bool:
+    """Check ``ddpm_step(model_eps, x_t, t, schedule, noise)`` via the posterior q(x_{t-1} | x_t, x_0)."""
+    import torch
+
+    schedule = reference_schedule(200, "linear")
+    betas, alphas, abar = schedule
+
+    def posterior(x0, x_t, t):
+        """Mean and variance of q(x_{t-1} | x_t, x_0) (DDPM eq. 6-7), written independently."""
+        prev = abar[t - 1] if t > 0 else torch.tensor(1.0, dtype=torch.float64)
+        mean = (prev.sqrt() * betas[t] / (1 - abar[t])) * x0 + (alphas[t].sqrt() * (1 - prev) / (1 - abar[t])) * x_t
+        return mean, (1 - prev) / (1 - abar[t]) * betas[t]
+
+    def case(shape, t, seed):
+        def test(fn):
+            gen = torch.Generator().manual_seed(seed)
+            x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
+            eps = torch.randn(shape, generator=gen, dtype=torch.float64)
+            x_t = abar[t].sqrt() * x0 + (1 - abar[t]).sqrt() * eps
+            z = torch.randn(shape, generator=gen, dtype=torch.float64)
+            calls = []
+
+            def model_eps(x, t_batch):                          # an oracle: returns the true noise
+                calls.append((tuple(x.shape), t_batch))
+                return eps.clone()
+
+            out = fn(model_eps, x_t.clone(), t, schedule, z.clone())
+            if not calls:
+                return "model_eps was never called"
+            _, t_batch = calls[0]
+            if not isinstance(t_batch, torch.Tensor) or t_batch.dtype != torch.long or \
+                    tuple(t_batch.shape) != (shape[0],) or not (t_batch == t).all():
+                return (f"model_eps must get a ({shape[0]},) long tensor filled with t = {t}, "
+                        f"got {t_batch!r}"[:200])
+            mean, var = posterior(x0, x_t, t)
+            want = mean + (var.sqrt() * z if t > 0 else 0.0)
+            msg = compare_values(want, out, atol=1e-9, rtol=1e-7, path="x_{t-1}")
+            if msg and t == 0 and compare_values(mean, out, atol=1e-9, rtol=1e-7) is not None:
+                return msg + " (at t = 0 return the mean: no noise is added)"
+            return msg
+        return test
+
+    cases = [
+        Case("2-D points, t = 100: mean = posterior mean, std = sqrt(beta_tilde)", test=case((6, 2), 100, 0)),
+        Case("images (3, 1, 8, 8), t = 10", test=case((3, 1, 8, 8), 10, 1)),
+        Case("t = 1 (beta_tilde uses alpha_bar[0])", test=case((4, 3), 1, 2)),
+        Case("t = 199, the first reverse step", test=case((4, 2), 199, 3)),
+        Case("t = 0: the mean, no noise added", test=case((5, 2), 0, 4)),
+    ]
+    return run_check(
+        "ddpm_step(model_eps, x_t, t, schedule, noise)", ddpm_step, cases,
+        hint="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long)); mean = (x_t - beta_t / "
+             "sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); beta_tilde = (1 - alpha_bar_{t-1}) / "
+             "(1 - alpha_bar_t) * beta_t; return mean + sqrt(beta_tilde) * noise for t > 0 and mean at t = 0",
+    )
