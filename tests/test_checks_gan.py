@@ -34,6 +34,8 @@ def test_discriminator_loss_check(capsys):
     assert not _verdict(checks.check_discriminator_loss,  # unstable: log of a sigmoid
                         lambda r, f: -torch.log(torch.sigmoid(r)).mean() - torch.log(1 - torch.sigmoid(f)).mean(),
                         capsys)
+    assert not _verdict(checks.check_discriminator_loss,  # unstable on the real logits only
+                        lambda r, f: -torch.log(torch.sigmoid(r)).mean() + F.softplus(f).mean(), capsys)
     assert not _verdict(checks.check_discriminator_loss, lambda r, f: d_loss_softplus(f, r), capsys)  # targets swapped
     assert not _verdict(checks.check_discriminator_loss,  # one mean over the concatenation
                         lambda r, f: torch.cat([F.softplus(-r), F.softplus(f)]).mean(), capsys)
@@ -60,6 +62,9 @@ def test_generator_loss_check(capsys):
                         lambda f, saturating=False: F.softplus(-f).mean(), capsys)
     assert not _verdict(checks.check_generator_loss,  # unstable probability form
                         lambda f, saturating=False: torch.log(1 - torch.sigmoid(f)).mean() if saturating
+                        else -torch.log(torch.sigmoid(f)).mean(), capsys)
+    assert not _verdict(checks.check_generator_loss,  # unstable in the non-saturating branch only
+                        lambda f, saturating=False: -F.softplus(f).mean() if saturating
                         else -torch.log(torch.sigmoid(f)).mean(), capsys)
     assert not _verdict(checks.check_generator_loss,  # maximises the discriminator's loss on fakes (sign)
                         lambda f, saturating=False: -F.softplus(f).mean() if saturating else -F.softplus(-f).mean(),
