@@ -14,6 +14,7 @@ from utils.data import (
     BOUNDARY,
     DATA_ENV_VAR,
     FASHION_MNIST_CLASSES,
+    IGNORE_INDEX,
     SHAPE_CLASSES,
     bigram_nll,
     dataset_status,
@@ -423,6 +424,25 @@ def test_encode_decode(names):
         ids = names.encode(word)
         assert ids[0] == ids[-1] == 0 and len(ids) == len(word) + 2
         assert names.decode(ids) == word
+
+
+def test_names_tensors(names):
+    x, y = names.tensors("val")
+    L = max(len(w) for w in names.val) + 1
+    assert x.shape == y.shape == (len(names.val), L) and x.dtype == y.dtype == torch.long
+    for i in (0, 7, len(names.val) - 1):
+        ids = names.encode(names.val[i])
+        n = len(ids) - 1
+        assert x[i, :n].tolist() == ids[:-1] and y[i, :n].tolist() == ids[1:]
+        assert (x[i, n:] == 0).all() and (y[i, n:] == IGNORE_INDEX).all()
+    # the number of scored predictions is what bigram_nll counts: len(name) + 1 per name
+    assert int((y != IGNORE_INDEX).sum()) == sum(len(w) + 1 for w in names.val)
+    # a uniform model scores log(27) per character, through cross_entropy's ignore_index
+    logits = torch.zeros(*x.shape, names.vocab_size)
+    nll = torch.nn.functional.cross_entropy(logits.flatten(0, 1), y.flatten())
+    assert float(nll) == pytest.approx(np.log(27), rel=1e-6)
+    with pytest.raises(ValueError, match="split"):
+        names.tensors("validation")
 
 
 @pytest.mark.parametrize("bad", ["a.b", "Ann", "an n", "émile", "."])

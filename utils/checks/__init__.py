@@ -12,9 +12,11 @@ from typing import Any
 
 from .core import Case, compare_values, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "backprop", "convolution", "detection", "diffusion", "gan", "perceptron", "resnet", "segmentation", "setup", "training", "vae"]
+__all__ = ["Case", "compare_values", "run_check", "attention", "backprop", "convolution", "detection", "diffusion",
+           "gan", "gnn", "perceptron", "qlearning", "resnet", "rnn", "segmentation", "setup", "training", "vae"]
 
-_TOPICS = {"backprop", "convolution", "detection", "diffusion", "gan", "perceptron", "resnet", "segmentation", "setup", "training", "vae"}
+_TOPICS = {"attention", "backprop", "convolution", "detection", "diffusion", "gan", "gnn", "perceptron", "qlearning", "resnet",
+           "rnn", "segmentation", "setup", "training", "vae"}
 
 
 def __getattr__(name: str) -> Any:

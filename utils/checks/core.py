@@ -122,8 +122,8 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
         if got.requires_grad and not expected.requires_grad:
             got = got.detach()
         if got.dtype != expected.dtype and (expected.dtype.is_floating_point or got.dtype.is_floating_point):
-            return (f"{path} dtype: expected {expected.dtype}, got {got.dtype} (create the result with "
-                    f"dtype={expected.dtype}, e.g. torch.zeros(..., dtype={expected.dtype}) or .to({expected.dtype}))")
+            return (f"{path} dtype: expected {expected.dtype}, got {got.dtype} (keep the inputs' dtype: create new "
+                    f"tensors with dtype=x.dtype or torch.zeros_like(x), or convert with .to({expected.dtype}))")
         return _compare_arrays(expected.detach().cpu().numpy(), got.detach().cpu().numpy(),
                                atol, rtol, path)
     if isinstance(expected, np.ndarray):

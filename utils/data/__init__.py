@@ -29,7 +29,7 @@ from .images import (
     load_mnist1d,
     train_val_split,
 )
-from .names import BOUNDARY, NamesData, bigram_nll, load_names
+from .names import BOUNDARY, IGNORE_INDEX, NamesData, bigram_nll, load_names
 from .synthetic import (
     SHAPE_CLASSES,
     DetectionCanvases,
@@ -60,6 +60,7 @@ __all__ = [
     "load_names",
     "bigram_nll",
     "BOUNDARY",
+    "IGNORE_INDEX",
     "make_blobs",
     "make_spiral",
     "make_moons",

@@ -11,10 +11,12 @@ import numpy as np
 
 from .._validation import check_float
 
-__all__ = ["NamesData", "load_names", "bigram_nll", "BOUNDARY"]
+__all__ = ["NamesData", "load_names", "bigram_nll", "BOUNDARY", "IGNORE_INDEX"]
 
 #: Start/end token: every name is modelled as ".name." (the same token opens and closes it).
 BOUNDARY = "."
+#: Target value of padding positions (the default ``ignore_index`` of ``F.cross_entropy``).
+IGNORE_INDEX = -100
 _SPLIT_SEED = 0
 
 
@@ -56,6 +58,29 @@ class NamesData:
     def decode(self, ids: Sequence[int]) -> str:
         """Ids back to text, boundary tokens removed."""
         return "".join(self.chars[i] for i in ids if i != 0)
+
+    def tensors(self, split: str = "train"):
+        """Padded next-character pairs ``(x, y)`` for one split, two (N, L) int64 tensors.
+
+        Row i holds name i as ``x = [., c1, ..., cn, pad...]`` and ``y = [c1, ..., cn, ., pad...]``
+        (the targets are the inputs shifted by one; L = longest name + 1). Padding is 0 in ``x``
+        and ``IGNORE_INDEX`` (-100) in ``y``, so ``F.cross_entropy(logits.flatten(0, 1),
+        y.flatten())`` averages over exactly the ``len(name) + 1`` predictions per name that
+        :func:`bigram_nll` scores.
+        """
+        import torch
+
+        if split not in ("train", "val", "test"):
+            raise ValueError(f"split: expected 'train', 'val' or 'test', got {split!r}")
+        words = getattr(self, split)
+        L = max(len(w) for w in words) + 1
+        x = torch.zeros(len(words), L, dtype=torch.long)
+        y = torch.full((len(words), L), IGNORE_INDEX, dtype=torch.long)
+        for i, word in enumerate(words):
+            ids = torch.tensor(self.encode(word))
+            x[i, : len(ids) - 1] = ids[:-1]
+            y[i, : len(ids) - 1] = ids[1:]
+        return x, y
 
     def bigram_baseline(self, split: str = "test", alpha: float = 1.0) -> float:
         """Held-out NLL per character (nats) of the add-``alpha`` bigram model fitted on train."""

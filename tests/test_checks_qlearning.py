@@ -1,0 +1,264 @@
+"""The lab-14 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import random
+import re
+
+import numpy as np
+
+from utils.checks import qlearning as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+# ---------------------------------------------------------------- value iteration
+def vi_gauss_seidel(P, R, gamma, tol=1e-10):
+    """Correct, written differently: in-place (Gauss-Seidel) sweeps with explicit loops."""
+    S, A = R.shape
+    V = np.zeros(S)
+    while True:
+        delta = 0.0
+        for s in range(S):
+            v = max(R[s, a] + gamma * P[s, a] @ V for a in range(A))
+            delta = max(delta, abs(v - V[s]))
+            V[s] = v
+        if delta < tol * 1e-2:
+            break
+    policy = np.array([int(np.argmax([R[s, a] + gamma * P[s, a] @ V for a in range(A)])) for s in range(S)])
+    return V, policy
+
+
+def vi_no_gamma(P, R, gamma, tol=1e-10):
+    return checks.reference_value_iteration(P, R, 1.0 if gamma < 1 else gamma, tol)
+
+
+def vi_transposed(P, R, gamma, tol=1e-10):
+    """Sums over the wrong axis: P[s', a, s] instead of P[s, a, s'] (diverges on some inputs)."""
+    V = np.zeros(R.shape[0])
+    with np.errstate(all="ignore"):
+        for _ in range(10_000):
+            V_new = (R + gamma * np.einsum("tas,t->sa", P, V)).max(1)
+            if np.abs(V_new - V).max() < tol:
+                break
+            V = V_new
+        return V_new, (R + gamma * P @ V_new).argmax(1)
+
+
+def vi_policy_from_rewards(P, R, gamma, tol=1e-10):
+    V, _ = checks.reference_value_iteration(P, R, gamma, tol)
+    return V, R.argmax(1)
+
+
+def vi_one_sweep(P, R, gamma, tol=1e-10):
+    V = (R + gamma * P @ np.zeros(R.shape[0])).max(1)
+    return V, (R + gamma * P @ V).argmax(1)
+
+
+def vi_returns_q(P, R, gamma, tol=1e-10):
+    V, pi = checks.reference_value_iteration(P, R, gamma, tol)
+    return R + gamma * P @ V, pi
+
+
+def test_value_iteration_check(capsys):
+    assert _verdict(checks.check_value_iteration, checks.reference_value_iteration, capsys)
+    assert _verdict(checks.check_value_iteration, vi_gauss_seidel, capsys)
+    for wrong in (vi_no_gamma, vi_transposed, vi_policy_from_rewards, vi_one_sweep, vi_returns_q):
+        assert not _verdict(checks.check_value_iteration, wrong, capsys), wrong.__name__
+
+
+def test_grid_world_values():
+    P, R = checks.grid_world()
+    V, pi = checks.reference_value_iteration(P, R, 1.0)
+    rows, cols = np.divmod(np.arange(12), 4)
+    assert np.array_equal(V, -np.minimum(rows + cols, 5 - rows - cols).astype(float))
+    assert np.allclose(P.sum(2), 1.0) and P.shape == (12, 4, 12)
+
+
+# ---------------------------------------------------------------- toy-text converter
+def arrays_ok(env):
+    """Correct, written differently: collect transitions first, then scatter with np.add.at."""
+    S, A = env.observation_space.n, env.action_space.n
+    rows = [(s, a, p, s2, r, d) for s, acts in env.unwrapped.P.items() for a, tr in acts.items()
+            for p, s2, r, d in tr]
+    s, a, p, s2, r, d = (np.array(col) for col in zip(*rows))
+    P, R = np.zeros((S, A, S)), np.zeros((S, A))
+    np.add.at(P, (s, a, s2), p)
+    np.add.at(R, (s, a), p * r)
+    term = np.unique(s2[d.astype(bool)])
+    P[term] = np.eye(S)[term][:, None, :]
+    R[term] = 0
+    return P, R
+
+
+def _arrays_loop(env, accumulate):
+    """No terminal handling; with accumulate=False repeated next states overwrite each other."""
+    S, A = env.observation_space.n, env.action_space.n
+    P, R = np.zeros((S, A, S)), np.zeros((S, A))
+    for s, acts in env.unwrapped.P.items():
+        for a, tr in acts.items():
+            for p, s2, r, _ in tr:
+                P[s, a, s2] = P[s, a, s2] + p if accumulate else p
+                R[s, a] += p * r
+    return P, R
+
+
+def arrays_overwrite(env):
+    return _arrays_loop(env, accumulate=False)
+
+
+def arrays_no_terminal(env):
+    return _arrays_loop(env, accumulate=True)
+
+
+def arrays_reward_unweighted(env):
+    P, _ = checks.reference_arrays(env)
+    R = np.zeros(P.shape[:2])
+    for s, acts in env.unwrapped.P.items():
+        for a, tr in acts.items():
+            R[s, a] = sum(r for _, _, r, _ in tr)
+    R[P[np.arange(len(P)), 0, np.arange(len(P))] == 1] = 0
+    return P, R
+
+
+def arrays_fixed_size(env):
+    P, R = checks.reference_arrays(env)
+    if P.shape[0] == 16:
+        return P, R
+    out_P, out_R = np.zeros((16, 4, 16)), np.zeros((16, 4))
+    n = min(16, P.shape[0])
+    out_P[:n, :, :n], out_R[:n] = P[:n, :, :n], R[:n]
+    return out_P, out_R
+
+
+def test_toy_text_check(capsys):
+    assert _verdict(checks.check_toy_text_to_arrays, checks.reference_arrays, capsys)
+    assert _verdict(checks.check_toy_text_to_arrays, arrays_ok, capsys)
+    for wrong in (arrays_overwrite, arrays_no_terminal, arrays_reward_unweighted, arrays_fixed_size):
+        assert not _verdict(checks.check_toy_text_to_arrays, wrong, capsys), wrong.__name__
+
+
+# ---------------------------------------------------------------- Q-learning update
+def q_update_ok(Q, s, a, r, s_next, terminated, alpha, gamma):
+    target = r + gamma * np.max(Q[s_next]) * (1 - terminated)
+    td = target - Q[s, a]
+    Q[s, a] = (1 - alpha) * Q[s, a] + alpha * target
+    return float(td)
+
+
+def q_update_ok2(Q, s, a, r, s_next, terminated, alpha, gamma):
+    """Correct, written differently: numpy scalar return, explicit branch."""
+    bootstrap = 0.0 if terminated else Q[s_next, :].max()
+    delta = r + gamma * bootstrap - Q[s][a]
+    Q[s][a] += alpha * delta
+    return delta
+
+
+def q_update_after(Q, s, a, r, s_next, terminated, alpha, gamma):
+    target = r + (0 if terminated else gamma * Q[s_next].max())
+    Q[s, a] += alpha * (target - Q[s, a])
+    return target - Q[s, a]                                     # error after the update
+
+
+def q_update_no_terminal(Q, s, a, r, s_next, terminated, alpha, gamma):
+    return q_update_ok(Q, s, a, r, s_next, False, alpha, gamma)
+
+
+def q_update_sarsa_like(Q, s, a, r, s_next, terminated, alpha, gamma):
+    target = r + (0 if terminated else gamma * Q[s_next, a])     # same action, not the max
+    td = target - Q[s, a]
+    Q[s, a] += alpha * td
+    return td
+
+
+def q_update_copy(Q, s, a, r, s_next, terminated, alpha, gamma):
+    Q = Q.copy()
+    return q_update_ok(Q, s, a, r, s_next, terminated, alpha, gamma)
+
+
+def q_update_no_alpha(Q, s, a, r, s_next, terminated, alpha, gamma):
+    td = r + (0 if terminated else gamma * Q[s_next].max()) - Q[s, a]
+    Q[s, a] += td
+    return td
+
+
+def test_q_learning_update_check(capsys):
+    assert _verdict(checks.check_q_learning_update, q_update_ok, capsys)
+    assert _verdict(checks.check_q_learning_update, q_update_ok2, capsys)
+    for wrong in (q_update_after, q_update_no_terminal, q_update_sarsa_like, q_update_copy, q_update_no_alpha):
+        assert not _verdict(checks.check_q_learning_update, wrong, capsys), wrong.__name__
+
+
+# ---------------------------------------------------------------- epsilon-greedy
+def eps_ok(Q_row, epsilon, rng):
+    if rng.random() < epsilon:
+        return int(rng.integers(len(Q_row)))
+    best = np.flatnonzero(Q_row == Q_row.max())
+    return int(rng.choice(best))
+
+
+def eps_ok2(Q_row, epsilon, rng):
+    """Correct, written differently: random tie-breaking by a random permutation."""
+    n = len(Q_row)
+    explore = rng.uniform() < epsilon
+    order = rng.permutation(n)
+    if explore:
+        return int(order[0])
+    return int(order[np.argmax(np.asarray(Q_row)[order])])
+
+
+def eps_no_ties(Q_row, epsilon, rng):
+    return int(rng.integers(len(Q_row))) if rng.random() < epsilon else int(np.argmax(Q_row))
+
+
+def eps_excluding_greedy(Q_row, epsilon, rng):
+    greedy = int(np.argmax(Q_row))
+    if rng.random() < epsilon and len(Q_row) > 1:
+        others = [a for a in range(len(Q_row)) if a != greedy]
+        return int(rng.choice(others))
+    return greedy
+
+
+def eps_max(Q_row, epsilon, rng):
+    return int(rng.integers(len(Q_row))) if rng.random() < epsilon else Q_row.max()
+
+
+def eps_inverted(Q_row, epsilon, rng):
+    return eps_ok(Q_row, 1 - epsilon, rng)
+
+
+def eps_global_rng(Q_row, epsilon, rng):
+    if np.random.random() < epsilon:
+        return int(np.random.randint(len(Q_row)))
+    return int(np.random.choice(np.flatnonzero(Q_row == Q_row.max())))
+
+
+def eps_python_random(Q_row, epsilon, rng):
+    if random.random() < epsilon:
+        return random.randrange(len(Q_row))
+    return random.choice(list(np.flatnonzero(Q_row == Q_row.max())))
+
+
+def test_epsilon_greedy_check(capsys):
+    assert _verdict(checks.check_epsilon_greedy, eps_ok, capsys)
+    assert _verdict(checks.check_epsilon_greedy, eps_ok2, capsys)
+    for wrong in (eps_no_ties, eps_excluding_greedy, eps_max, eps_inverted, eps_global_rng, eps_python_random):
+        assert not _verdict(checks.check_epsilon_greedy, wrong, capsys), wrong.__name__
+
+
+def test_checks_never_raise(capsys):
+    def boom(*args):
+        raise RuntimeError("boom")
+
+    def todo(*args):
+        raise NotImplementedError()
+
+    for check in (checks.check_value_iteration, checks.check_toy_text_to_arrays, checks.check_q_learning_update,
+                  checks.check_epsilon_greedy):
+        assert not _verdict(check, boom, capsys)
+        assert not _verdict(check, todo, capsys)

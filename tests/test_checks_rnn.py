@@ -1,0 +1,180 @@
+"""The lab-11 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from utils.checks import rnn as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def rnn_loop(x, h0, W_xh, W_hh, b):
+    h, states = h0, []
+    for x_t in x:
+        h = torch.tanh(x_t @ W_xh.T + h @ W_hh.T + b)
+        states.append(h)
+    return torch.stack(states)
+
+
+def rnn_einsum(x, h0, W_xh, W_hh, b):
+    """Correct, written differently: input projections for all steps at once, preallocated output."""
+    xs = torch.einsum("tnd,hd->tnh", x, W_xh) + b
+    out = torch.empty(x.shape[0], x.shape[1], W_hh.shape[0], dtype=x.dtype)
+    h = h0
+    for t in range(x.shape[0]):
+        h = torch.tanh(xs[t] + torch.einsum("nk,hk->nh", h, W_hh))
+        out[t] = h
+    return out
+
+
+def test_rnn_forward_check(capsys):
+    assert _verdict(checks.check_rnn_forward, checks.reference_rnn_forward, capsys)
+    assert _verdict(checks.check_rnn_forward, rnn_loop, capsys)
+    assert _verdict(checks.check_rnn_forward, rnn_einsum, capsys)
+
+    def transposed_hh(x, h0, W_xh, W_hh, b):
+        return rnn_loop(x, h0, W_xh, W_hh.T, b)
+
+    def with_h0(x, h0, W_xh, W_hh, b):
+        return torch.cat([h0[None], rnn_loop(x, h0, W_xh, W_hh, b)])
+
+    def last_only(x, h0, W_xh, W_hh, b):
+        return rnn_loop(x, h0, W_xh, W_hh, b)[-1]
+
+    def relu(x, h0, W_xh, W_hh, b):
+        h, states = h0, []
+        for x_t in x:
+            h = torch.relu(x_t @ W_xh.T + h @ W_hh.T + b)
+            states.append(h)
+        return torch.stack(states)
+
+    def ignores_h0(x, h0, W_xh, W_hh, b):
+        return rnn_loop(x, torch.zeros_like(h0), W_xh, W_hh, b)
+
+    for wrong in (transposed_hh, with_h0, last_only, relu, ignores_h0):
+        assert not _verdict(checks.check_rnn_forward, wrong, capsys), wrong.__name__
+
+
+def lstm_ok(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
+    i, f, g, o = (x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).chunk(4, dim=1)
+    c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c
+
+
+def lstm_split_weights(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
+    """Correct, written differently: one weight slice per gate, F.linear."""
+    H = h.shape[1]
+    pre = [torch.nn.functional.linear(x, weight_ih[k * H:(k + 1) * H], bias_ih[k * H:(k + 1) * H])
+           + torch.nn.functional.linear(h, weight_hh[k * H:(k + 1) * H], bias_hh[k * H:(k + 1) * H])
+           for k in range(4)]
+    i, f, o = (1 / (1 + torch.exp(-pre[k])) for k in (0, 1, 3))
+    c_new = f * c + i * torch.tanh(pre[2])
+    return (o * torch.tanh(c_new), c_new)
+
+
+def test_lstm_cell_check(capsys):
+    assert _verdict(checks.check_lstm_cell, checks.reference_lstm_cell, capsys)
+    assert _verdict(checks.check_lstm_cell, lstm_ok, capsys)
+    assert _verdict(checks.check_lstm_cell, lstm_split_weights, capsys)
+
+    def order_ifog(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        i, f, o, g = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def no_bias_hh(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        return lstm_ok(x, h, c, w_ih, w_hh, b_ih, torch.zeros_like(b_hh))
+
+    def sigmoid_g(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.sigmoid(g)
+        return torch.sigmoid(o) * torch.tanh(c), c
+
+    def h_without_tanh(x, h, c, w_ih, w_hh, b_ih, b_hh):
+        i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
+        c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * c, c
+
+    def returns_c_first(*args):
+        h, c = lstm_ok(*args)
+        return c, h
+
+    for wrong in (order_ifog, no_bias_hh, sigmoid_g, h_without_tanh, returns_c_first):
+        assert not _verdict(checks.check_lstm_cell, wrong, capsys), wrong.__name__
+
+
+def clip_ok(parameters, max_norm):
+    params = [p for p in parameters if p.grad is not None]
+    total = torch.sqrt(sum(p.grad.pow(2).sum() for p in params))
+    factor = min(1.0, max_norm / (float(total) + 1e-6))
+    for p in params:
+        p.grad.mul_(factor)
+    return total
+
+
+def clip_flat(parameters, max_norm):
+    """Correct, written differently: one flat vector, no epsilon, a Python float returned."""
+    params = [p for p in parameters if p.grad is not None]
+    total = float(torch.cat([p.grad.flatten() for p in params]).norm())
+    if total > max_norm:
+        for p in params:
+            p.grad *= max_norm / total
+    return total
+
+
+def test_clip_grad_norm_check(capsys):
+    assert _verdict(checks.check_clip_grad_norm, clip_ok, capsys)
+    assert _verdict(checks.check_clip_grad_norm, clip_flat, capsys)
+
+    def per_parameter(parameters, max_norm):
+        total = 0.0
+        for p in parameters:
+            if p.grad is not None:
+                n = float(p.grad.norm())
+                total += n ** 2
+                if n > max_norm:
+                    p.grad.mul_(max_norm / n)
+        return total ** 0.5
+
+    def always_rescale(parameters, max_norm):
+        params = [p for p in parameters if p.grad is not None]
+        total = float(torch.cat([p.grad.flatten() for p in params]).norm())
+        for p in params:
+            p.grad.mul_(max_norm / total)
+        return total
+
+    def sum_of_norms(parameters, max_norm):
+        params = [p for p in parameters if p.grad is not None]
+        total = float(sum(p.grad.norm() for p in params))
+        for p in params:
+            p.grad.mul_(min(1.0, max_norm / total))
+        return total
+
+    def not_in_place(parameters, max_norm):
+        params = [p for p in parameters if p.grad is not None]
+        total = float(torch.cat([p.grad.flatten() for p in params]).norm())
+        _ = [p.grad * min(1.0, max_norm / total) for p in params]
+        return total
+
+    def returns_clipped_norm(parameters, max_norm):
+        total = clip_flat(parameters, max_norm)
+        return min(total, max_norm)
+
+    def generator_consumed_twice(parameters, max_norm):
+        total = float(torch.sqrt(sum(p.grad.pow(2).sum() for p in parameters if p.grad is not None)))
+        for p in parameters:
+            if p.grad is not None:
+                p.grad.mul_(min(1.0, max_norm / total))
+        return total
+
+    for wrong in (per_parameter, always_rescale, sum_of_norms, not_in_place, returns_clipped_norm,
+                  generator_consumed_twice):
+        assert not _verdict(checks.check_clip_grad_norm, wrong, capsys), wrong.__name__

@@ -1,0 +1,313 @@
+"""Checks for the reinforcement-learning lab (14): value_iteration, toy_text_to_arrays,
+q_learning_update and epsilon_greedy.
+
+The references are known values and invariants: the grid world whose optimal values are
+minus the Manhattan distance to the nearest terminal, the Bellman optimality residual,
+exact policy evaluation by a linear solve, gymnasium's own transition tables
+(``env.unwrapped.P``), hand-computed TD updates, and action frequencies over many draws of
+a fixed NumPy generator for epsilon-greedy (statistics with tolerances, never one draw).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from .core import Case, compare_values, run_check
+
+__all__ = [
+    "check_epsilon_greedy",
+    "check_q_learning_update",
+    "check_toy_text_to_arrays",
+    "check_value_iteration",
+    "grid_world",
+    "reference_arrays",
+    "reference_value_iteration",
+]
+
+# FrozenLake's action order: 0 left, 1 down, 2 right, 3 up (CliffWalking uses 0 up, 1 right, 2 down, 3 left)
+_MOVES = ((0, -1), (1, 0), (0, 1), (-1, 0))
+
+
+def grid_world(rows: int = 3, cols: int = 4, terminals=((0, 0), (2, 3))):
+    """The deterministic grid world of the lab: reward -1 per step, moves into an edge stay put.
+
+    Args:
+        rows, cols: grid size; state ``s = r * cols + c``.
+        terminals: (row, col) cells that end the episode (absorbing, reward 0).
+
+    Returns:
+        (P, R): P float64[S, 4, S] transition probabilities, R float64[S, 4] expected rewards.
+    """
+    S = rows * cols
+    P, R = np.zeros((S, 4, S)), np.zeros((S, 4))
+    for r in range(rows):
+        for c in range(cols):
+            s = r * cols + c
+            for a, (dr, dc) in enumerate(_MOVES):
+                if (r, c) in terminals:
+                    P[s, a, s] = 1.0
+                    continue
+                r2, c2 = min(max(r + dr, 0), rows - 1), min(max(c + dc, 0), cols - 1)
+                P[s, a, r2 * cols + c2] = 1.0
+                R[s, a] = -1.0
+    return P, R
+
+
+def reference_value_iteration(P, R, gamma: float, tol: float = 1e-10, max_iter: int = 100_000):
+    """Synchronous value iteration; returns (V float64[S], greedy policy int64[S])."""
+    P, R = np.asarray(P, dtype=np.float64), np.asarray(R, dtype=np.float64)
+    V = np.zeros(P.shape[0])
+    for _ in range(max_iter):
+        V_new = (R + gamma * P @ V).max(axis=1)
+        done = np.abs(V_new - V).max() < tol
+        V = V_new
+        if done:
+            break
+    return V, (R + gamma * P @ V).argmax(axis=1)
+
+
+def reference_arrays(env):
+    """(P float64[S, A, S], R float64[S, A]) from a toy-text env's ``env.unwrapped.P`` table;
+    states entered by a terminating transition become absorbing with reward 0."""
+    table = env.unwrapped.P
+    S, A = env.observation_space.n, env.action_space.n
+    P, R = np.zeros((S, A, S)), np.zeros((S, A))
+    terminal = np.zeros(S, dtype=bool)
+    for s, actions in table.items():
+        for a, transitions in actions.items():
+            for p, s_next, r, done in transitions:
+                P[s, a, s_next] += p
+                R[s, a] += p * r
+                terminal[s_next] |= bool(done)
+    P[terminal], R[terminal] = 0.0, 0.0
+    for s in np.flatnonzero(terminal):
+        P[s, :, s] = 1.0
+    return P, R
+
+
+def _random_mdp(S: int, A: int, seed: int):
+    rng = np.random.default_rng(seed)
+    P = rng.random((S, A, S)) ** 3                       # uneven, dense transition rows
+    P /= P.sum(axis=2, keepdims=True)
+    return P, rng.normal(size=(S, A))
+
+
+def _as_v_pi(out, S):
+    """Error message, or None when ``out`` is (V float[S], policy int[S])."""
+    if not isinstance(out, tuple | list) or len(out) != 2:
+        return f"expected a tuple (V, policy), got {type(out).__name__}"
+    V, pi = (np.asarray(v) for v in out)
+    if V.shape != (S,) or not np.issubdtype(V.dtype, np.floating):
+        return f"V: expected a float array of shape ({S},), got {V.dtype} {V.shape}"
+    if pi.shape != (S,) or not np.issubdtype(pi.dtype, np.integer):
+        return f"policy: expected an integer array of shape ({S},) (use argmax), got {pi.dtype} {pi.shape}"
+    return None
+
+
+def _policy_is_greedy(P, R, gamma, pi, V_star, atol):
+    Q = R + gamma * P @ V_star
+    chosen = Q[np.arange(len(pi)), pi]
+    bad = np.flatnonzero(chosen < Q.max(axis=1) - atol)
+    if len(bad):
+        s = int(bad[0])
+        return (f"policy[{s}] = {int(pi[s])} is not greedy: Q*[{s}] = {np.round(Q[s], 4).tolist()} "
+                f"({len(bad)} state(s) wrong)")
+    return None
+
+
+def check_value_iteration(value_iteration: Callable) -> bool:
+    """Check ``value_iteration(P, R, gamma, tol)`` -> (V, greedy policy)."""
+
+    def case(P, R, gamma, tol, atol, V_known=None):
+        def test(fn):
+            out = fn(P.copy(), R.copy(), gamma, tol)
+            if (msg := _as_v_pi(out, P.shape[0])):
+                return msg
+            V, pi = np.asarray(out[0], dtype=np.float64), np.asarray(out[1])
+            V_star = reference_value_iteration(P, R, gamma, tol=1e-12)[0] if V_known is None else V_known
+            if (msg := compare_values(V_star, V, atol=atol, rtol=0, path="V")):
+                return msg
+            residual = np.abs((R + gamma * P @ V).max(axis=1) - V).max()
+            if residual > 10 * atol:
+                return f"Bellman optimality residual max|max_a(R + gamma P V) - V| = {residual:.2e}: iterate longer"
+            return _policy_is_greedy(P, R, gamma, pi, V_star, atol=10 * atol)
+        return test
+
+    P_grid, R_grid = grid_world()
+    rows, cols = np.divmod(np.arange(12), 4)
+    manhattan = np.minimum(rows + cols, (2 - rows) + (3 - cols)).astype(np.float64)
+    P_big, R_big = grid_world(5, 6, terminals=((0, 0), (4, 5), (2, 2)))
+    r5, c6 = np.divmod(np.arange(30), 6)
+    d_big = np.min([abs(r5 - tr) + abs(c6 - tc) for tr, tc in ((0, 0), (4, 5), (2, 2))], axis=0).astype(np.float64)
+    P_one, R_one = np.ones((1, 2, 1)), np.array([[1.0, 2.0]])       # one state, two self-loops
+    P_rand, R_rand = _random_mdp(7, 3, seed=0)
+    P_rand2, R_rand2 = _random_mdp(20, 5, seed=1)
+    cases = [
+        Case("3x4 grid world, gamma = 1: V = -Manhattan distance to the nearest terminal",
+             test=case(P_grid, R_grid, 1.0, 1e-10, 1e-8, V_known=-manhattan)),
+        Case("5x6 grid world with three terminals, gamma = 1", test=case(P_big, R_big, 1.0, 1e-10, 1e-8,
+                                                                         V_known=-d_big)),
+        Case("one state, rewards (1, 2), gamma = 0.9: V = 2 / (1 - 0.9) = 20",
+             test=case(P_one, R_one, 0.9, 1e-10, 1e-6, V_known=np.array([20.0]))),
+        Case("random MDP (S = 7, A = 3), gamma = 0.9", test=case(P_rand, R_rand, 0.9, 1e-10, 1e-7)),
+        Case("random MDP (S = 20, A = 5), gamma = 0.99", test=case(P_rand2, R_rand2, 0.99, 1e-10, 1e-6)),
+        Case("grid world with gamma = 0.5 (discounting matters)", test=case(P_grid, R_grid, 0.5, 1e-10, 1e-8)),
+    ]
+    return run_check(
+        "value_iteration(P, R, gamma, tol)", value_iteration, cases,
+        hint="start from V = 0 and repeat Q = R + gamma * P @ V (shape (S, A): P @ V sums over s'), "
+             "V_new = Q.max(axis=1), until max|V_new - V| < tol; return V and Q.argmax(axis=1) "
+             "computed from the final V",
+    )
+
+
+def check_toy_text_to_arrays(toy_text_to_arrays: Callable) -> bool:
+    """Check ``toy_text_to_arrays(env)`` -> (P (S, A, S), R (S, A)) against gymnasium's tables."""
+    import gymnasium as gym
+
+    def case(make, start=None, V_start=None):
+        def test(fn):
+            env = make()
+            out = fn(env)
+            if not isinstance(out, tuple | list) or len(out) != 2:
+                return f"expected a tuple (P, R), got {type(out).__name__}"
+            P_want, R_want = reference_arrays(env)
+            S, A = R_want.shape
+            P, R = (np.asarray(v) for v in out)
+            if P.shape != (S, A, S) or R.shape != (S, A):
+                return f"shapes: expected P {(S, A, S)} and R {(S, A)}, got {P.shape} and {R.shape}"
+            sums = P.sum(axis=2)
+            if not np.allclose(sums, 1.0, atol=1e-9):
+                s, a = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
+                return (f"P[{s}, {a}] sums to {sums[s, a]:.4g}, not 1 (several transitions can lead to the same "
+                        f"state: add their probabilities, P[s, a, s'] += p)")
+            if (msg := compare_values(P_want, P.astype(np.float64), atol=1e-9, rtol=0, path="P")):
+                return msg + " (terminal states: make them absorbing, P[s, :, s] = 1, with reward 0)"
+            if (msg := compare_values(R_want, R.astype(np.float64), atol=1e-9, rtol=0, path="R")):
+                return msg + " (R[s, a] is the expected reward: sum of p * r over the transitions)"
+            if start is not None:
+                V = reference_value_iteration(P.astype(np.float64), R.astype(np.float64), 1.0, tol=1e-9)[0]
+                if abs(V[start] - V_start) > 1e-6:
+                    return f"value iteration on your arrays gives V[{start}] = {V[start]:.4g}, expected {V_start}"
+            return None
+        return test
+
+    cases = [
+        Case("FrozenLake-v1 4x4, slippery (repeated next states add up)",
+             test=case(lambda: gym.make("FrozenLake-v1", is_slippery=True))),
+        Case("FrozenLake-v1 4x4, not slippery", test=case(lambda: gym.make("FrozenLake-v1", is_slippery=False))),
+        Case("FrozenLake-v1 with a 2x4 map (S = 8 read from the env)",
+             test=case(lambda: gym.make("FrozenLake-v1", desc=["SFFH", "FHFG"], is_slippery=True))),
+        Case("FrozenLake-v1 8x8, slippery", test=case(lambda: gym.make("FrozenLake-v1", map_name="8x8"))),
+        Case("CliffWalking-v1: -100 for the cliff; goal absorbing, so V[start] = -13 at gamma = 1",
+             test=case(lambda: gym.make("CliffWalking-v1"), start=36, V_start=-13.0)),
+    ]
+    return run_check(
+        "toy_text_to_arrays(env)", toy_text_to_arrays, cases,
+        hint="S, A = env.observation_space.n, env.action_space.n; loop over env.unwrapped.P[s][a], a list of "
+             "(p, s_next, r, terminated): P[s, a, s_next] += p, R[s, a] += p * r, remember s_next as terminal "
+             "when terminated; finally make terminal states absorbing (P[s, :, :] = 0, P[s, :, s] = 1, R[s] = 0)",
+    )
+
+
+def check_q_learning_update(q_learning_update: Callable) -> bool:
+    """Check ``q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)`` with hand-computed values."""
+    Q0 = np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 5.0]])
+
+    def case(Q, s, a, r, s_next, terminated, alpha, gamma, td_want, Q_sa_want):
+        def test(fn):
+            Q_in = np.array(Q, dtype=np.float64)
+            Q_before = Q_in.copy()
+            td = fn(Q_in, s, a, r, s_next, terminated, alpha, gamma)
+            if isinstance(td, np.ndarray) and td.ndim > 0:
+                return f"expected the TD error (a number), got an array of shape {td.shape}"
+            if (msg := compare_values(float(td_want), td, atol=1e-9, rtol=1e-9, path="returned TD error")):
+                return msg + " (the error before the update: target - Q[s, a])"
+            Q_want = Q_before.copy()
+            Q_want[s, a] = Q_sa_want
+            if np.array_equal(Q_in, Q_before):
+                return "Q was not changed: update the array in place (Q[s, a] += ...)"
+            return compare_values(Q_want, Q_in, atol=1e-9, rtol=1e-9, path="Q after the update")
+        return test
+
+    cases = [
+        Case("zeros, r = 1, alpha = 0.5: TD error 1, Q[0, 1] = 0.5",
+             test=case(np.zeros((3, 2)), 0, 1, 1.0, 1, False, 0.5, 0.9, 1.0, 0.5)),
+        Case("bootstrap with max_a' Q(s', a'): target -1 + 0.9 * 5 = 3.5",
+             test=case(Q0, 0, 0, -1.0, 2, False, 0.5, 0.9, 2.5, 2.25)),
+        Case("terminated: no bootstrap, target = r = -1", test=case(Q0, 0, 0, -1.0, 2, True, 0.5, 0.9, -2.0, 0.0)),
+        Case("self-loop s = s' = 1, a = argmax: target 1 + 0.9 * 3", test=case(Q0, 1, 0, 1.0, 1, False, 0.1, 0.9,
+                                                                               0.7, 3.07)),
+        Case("gamma = 1, alpha = 1: Q[s, a] becomes the target", test=case(Q0, 2, 0, 0.5, 1, False, 1.0, 1.0,
+                                                                           3.5, 3.5)),
+        Case("gamma = 0: only the reward counts", test=case(Q0, 1, 1, 2.0, 0, False, 0.25, 0.0, 3.0, -0.25)),
+    ]
+    return run_check(
+        "q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)", q_learning_update, cases,
+        hint="target = r if terminated else r + gamma * Q[s_next].max(); td = target - Q[s, a]; "
+             "Q[s, a] += alpha * td (in place); return td (computed before the update)",
+    )
+
+
+def _frequencies(fn, q_row, epsilon, n, seed):
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(len(q_row))
+    for _ in range(n):
+        a = fn(np.array(q_row, dtype=np.float64), epsilon, rng)
+        if isinstance(a, bool) or not isinstance(a, int | np.integer) or not 0 <= int(a) < len(q_row):
+            return None, f"expected an action index in 0..{len(q_row) - 1} (an int), got {a!r} (argmax, not max)"
+        counts[int(a)] += 1
+    return counts / n, None
+
+
+def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
+    """Check ``epsilon_greedy(Q_row, epsilon, rng)`` by action frequencies over many draws."""
+
+    def exact(q_row, epsilon):
+        q = np.asarray(q_row, dtype=np.float64)
+        best = q == q.max()
+        return epsilon / len(q) + (1 - epsilon) * best / best.sum()
+
+    def case(q_row, epsilon, n, tol, seed):
+        def test(fn):
+            freq, msg = _frequencies(fn, q_row, epsilon, n, seed)
+            if msg:
+                return msg
+            want = exact(q_row, epsilon)
+            err = np.abs(freq - want)
+            if err.max() > tol:
+                return (f"action frequencies over {n} draws {np.round(freq, 3).tolist()}, expected about "
+                        f"{np.round(want, 3).tolist()} (tolerance {tol})")
+            return None
+        return test
+
+    def uses_rng(fn):
+        draws = []
+        for _ in range(2):
+            rng = np.random.default_rng(123)
+            np.random.seed(len(draws) * 1000 + 7)             # a different global state each time
+            draws.append([int(fn(np.zeros(5), 0.5, rng)) for _ in range(200)])
+        if draws[0] != draws[1]:
+            return "two runs with the same generator gave different actions: draw only from `rng`"
+        return None
+
+    cases = [
+        Case("epsilon = 0, unique best: always the argmax", test=case([0.1, 0.5, 0.2], 0.0, 300, 0.0, 0)),
+        Case("epsilon = 0, negative values: argmax is action 1", test=case([-5.0, -2.0, -3.0], 0.0, 300, 0.0, 1)),
+        Case("epsilon = 0, tie between actions 1 and 2: each about half the time",
+             test=case([1.0, 3.0, 3.0, 0.0], 0.0, 4000, 0.04, 2)),
+        Case("epsilon = 1: uniform over all 4 actions (the greedy one included)",
+             test=case([0.0, 0.0, 1.0, 0.0], 1.0, 8000, 0.03, 3)),
+        Case("epsilon = 0.3: greedy action 0.7 + 0.3 / 4 = 0.775",
+             test=case([0.0, 0.0, 1.0, 0.0], 0.3, 10000, 0.02, 4)),
+        Case("epsilon = 0.2 with a three-way tie", test=case([2.0, 2.0, -1.0, 2.0, 0.0], 0.2, 10000, 0.025, 5)),
+        Case("a single action: always 0", test=case([4.2], 0.5, 100, 0.0, 6)),
+        Case("deterministic given the generator (no np.random / random module)", test=uses_rng),
+    ]
+    return run_check(
+        "epsilon_greedy(Q_row, epsilon, rng)", epsilon_greedy, cases,
+        hint="if rng.random() < epsilon: return int(rng.integers(len(Q_row))) (any action, the greedy one "
+             "included); else best = np.flatnonzero(Q_row == Q_row.max()) and return int(rng.choice(best))",
+    )

@@ -1,0 +1,201 @@
+"""Checks for the recurrent-network lab (11): rnn_forward, lstm_cell and clip_grad_norm.
+
+References are PyTorch's own modules with the same weights copied in: ``torch.nn.RNN``
+(tanh, with the single bias split as b_ih = b, b_hh = 0), ``torch.nn.LSTMCell`` and
+``torch.nn.utils.clip_grad_norm_``. Weights are random and non-symmetric, so a transposed
+matrix or a swapped gate block cannot pass by accident.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from .core import Case, compare_values, run_check
+
+__all__ = ["check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward", "reference_rnn_forward",
+           "reference_lstm_cell"]
+
+
+def reference_rnn_forward(x, h0, W_xh, W_hh, b):
+    """All hidden states (T, N, H) of ``torch.nn.RNN`` (tanh) with these weights."""
+    import torch
+
+    H, D = W_xh.shape
+    rnn = torch.nn.RNN(D, H, nonlinearity="tanh").to(x.dtype)
+    with torch.no_grad():
+        rnn.weight_ih_l0.copy_(W_xh)
+        rnn.weight_hh_l0.copy_(W_hh)
+        rnn.bias_ih_l0.copy_(b)
+        rnn.bias_hh_l0.zero_()
+        out, _ = rnn(x, h0.unsqueeze(0))
+    return out
+
+
+def reference_lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
+    """(h', c') of ``torch.nn.LSTMCell`` with these weights."""
+    import torch
+
+    H, D = weight_hh.shape[1], weight_ih.shape[1]
+    cell = torch.nn.LSTMCell(D, H).to(x.dtype)
+    with torch.no_grad():
+        for name, value in (("weight_ih", weight_ih), ("weight_hh", weight_hh),
+                            ("bias_ih", bias_ih), ("bias_hh", bias_hh)):
+            getattr(cell, name).copy_(value)
+        return cell(x, (h, c))
+
+
+def _randn(gen, *shape, scale=1.0):
+    import torch
+
+    return scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
+
+
+def check_rnn_forward(rnn_forward: Callable) -> bool:
+    """Check ``rnn_forward(x, h0, W_xh, W_hh, b)`` against ``torch.nn.RNN``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(0)
+
+    def inputs(T, N, D, H, scale=0.5, h0_zero=False):
+        h0 = torch.zeros(N, H, dtype=torch.float64) if h0_zero else _randn(gen, N, H)
+        return (_randn(gen, T, N, D), h0, _randn(gen, H, D, scale=scale), _randn(gen, H, H, scale=scale),
+                _randn(gen, H, scale=scale))
+
+    def shape_case(fn):
+        args = inputs(6, 2, 3, 4)
+        out = fn(*args)
+        if not isinstance(out, torch.Tensor):
+            return f"expected a tensor of all hidden states, got {type(out).__name__}"
+        if tuple(out.shape) != (6, 2, 4):
+            hint = " (do not include h0: one state per input step)" if tuple(out.shape) == (7, 2, 4) else ""
+            return f"expected shape (T, N, H) = (6, 2, 4), got {tuple(out.shape)}{hint}"
+        return None
+
+    cases = [
+        Case("returns all T hidden states, shape (T, N, H)", test=shape_case),
+        Case("T = 5, N = 3, D = 4, H = 6", inputs(5, 3, 4, 6), expected=reference_rnn_forward, atol=1e-10),
+        Case("D != H (non-square W_xh), h0 = 0", inputs(4, 2, 7, 3, h0_zero=True), expected=reference_rnn_forward,
+             atol=1e-10),
+        Case("T = 1, N = 1", inputs(1, 1, 2, 5), expected=reference_rnn_forward, atol=1e-10),
+        Case("large weights (tanh saturates)", inputs(8, 2, 3, 5, scale=3.0), expected=reference_rnn_forward,
+             atol=1e-10),
+    ]
+    return run_check(
+        "rnn_forward(x, h0, W_xh, W_hh, b)", rnn_forward, cases,
+        hint="loop over t: h = torch.tanh(x[t] @ W_xh.T + h @ W_hh.T + b); collect every h and "
+             "torch.stack them (T, N, H); h0 itself is not returned",
+    )
+
+
+def check_lstm_cell(lstm_cell: Callable) -> bool:
+    """Check ``lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)`` against ``nn.LSTMCell``."""
+    import torch
+
+    gen = torch.Generator().manual_seed(1)
+
+    def inputs(N, D, H, scale=0.5, zero_state=False):
+        h = torch.zeros(N, H, dtype=torch.float64) if zero_state else _randn(gen, N, H)
+        c = torch.zeros(N, H, dtype=torch.float64) if zero_state else _randn(gen, N, H)
+        return (_randn(gen, N, D), h, c, _randn(gen, 4 * H, D, scale=scale), _randn(gen, 4 * H, H, scale=scale),
+                _randn(gen, 4 * H, scale=scale), _randn(gen, 4 * H, scale=scale))
+
+    def pair_case(fn):
+        out = fn(*inputs(2, 3, 4))
+        if not isinstance(out, tuple | list) or len(out) != 2:
+            return f"expected a tuple (h, c), got {type(out).__name__}"
+        return None
+
+    def order_case(fn):
+        """Compare with the reference; on a mismatch, name the gate order or the swap that explains it."""
+        import itertools
+
+        N, D, H = 3, 4, 5
+        x, h, c, w_ih, w_hh, b_ih, b_hh = inputs(N, D, H)
+        want = reference_lstm_cell(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        got = fn(x, h, c, w_ih, w_hh, b_ih, b_hh)
+        msg = compare_values(tuple(want), tuple(got), atol=1e-10, rtol=1e-7, path="(h, c)")
+        if msg is None:
+            return None
+        if compare_values(tuple(want[::-1]), tuple(got), atol=1e-10, rtol=1e-7) is None:
+            return "you return (c, h): return (h_new, c_new)"
+        blocks = "ifgo"
+        for order in itertools.permutations(range(4)):
+            if order == (0, 1, 2, 3):
+                continue
+            rows = torch.cat([torch.arange(k * H, (k + 1) * H) for k in order])
+            # the student reads block j as gate blocks[j]; find the order that makes the reference agree
+            inv = torch.empty_like(rows)
+            inv[rows] = torch.arange(4 * H)
+            alt = reference_lstm_cell(x, h, c, w_ih[inv], w_hh[inv], b_ih[inv], b_hh[inv])
+            if compare_values(tuple(alt), tuple(got), atol=1e-10, rtol=1e-7) is None:
+                used = "".join(blocks[order.index(j)] for j in range(4))
+                return f"your gates are in the order {', '.join(used)}; PyTorch's order is i, f, g, o"
+        return msg
+
+    cases = [
+        Case("returns a pair (h, c)", test=pair_case),
+        Case("N = 3, D = 4, H = 5", inputs(3, 4, 5), expected=reference_lstm_cell, atol=1e-10),
+        Case("gate order i, f, g, o", test=order_case),
+        Case("zero state, D != H", inputs(2, 6, 3, zero_state=True), expected=reference_lstm_cell, atol=1e-10),
+        Case("N = 1, D = 1, H = 1", inputs(1, 1, 1), expected=reference_lstm_cell, atol=1e-10),
+        Case("large weights (saturated gates)", inputs(4, 3, 5, scale=4.0), expected=reference_lstm_cell,
+             atol=1e-10),
+    ]
+    return run_check(
+        "lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)", lstm_cell, cases,
+        hint="z = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh; i, f, g, o = z.chunk(4, dim=1); "
+             "i, f, o through sigmoid, g through tanh; c' = f * c + i * g; h' = o * tanh(c'); return (h', c')",
+    )
+
+
+def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
+    """Check ``clip_grad_norm(parameters, max_norm)`` against ``torch.nn.utils.clip_grad_norm_``."""
+    import torch
+
+    def make_params(seed, scale, with_none=False):
+        gen = torch.Generator().manual_seed(seed)
+        shapes = [(3, 4), (4,), (2, 2, 3)]
+        params = []
+        for shape in shapes:
+            p = torch.nn.Parameter(torch.randn(shape, generator=gen, dtype=torch.float64))
+            p.grad = scale * torch.randn(shape, generator=gen, dtype=torch.float64)
+            params.append(p)
+        if with_none:
+            params.append(torch.nn.Parameter(torch.ones(2, dtype=torch.float64)))   # grad stays None
+        return params
+
+    def case(seed, scale, max_norm, with_none=False, as_generator=False):
+        def test(fn):
+            mine, ref = make_params(seed, scale, with_none), make_params(seed, scale, with_none)
+            want_total = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+            total = fn((p for p in mine) if as_generator else mine, max_norm)
+            if total is None:
+                return "return the total gradient norm (measured before clipping)"
+            msg = compare_values(float(want_total), total, atol=1e-9, rtol=1e-7, path="returned total norm")
+            if msg:
+                return msg + " (the norm of all gradients together, before clipping)"
+            for k, (p, q) in enumerate(zip(mine, ref)):
+                if q.grad is None:
+                    if p.grad is not None:
+                        return f"parameter {k} had no gradient and should keep grad None"
+                    continue
+                msg = compare_values(q.grad, p.grad, atol=1e-8, rtol=1e-5,   # with or without the 1e-6 epsilon
+                                     path=f"parameters[{k}].grad")
+                if msg:
+                    return msg + " (clip in place, one common factor for all parameters)"
+            return None
+        return test
+
+    cases = [
+        Case("total norm above max_norm: every grad scaled by the same factor", test=case(0, 3.0, 1.0)),
+        Case("total norm below max_norm: grads unchanged", test=case(1, 0.1, 10.0)),
+        Case("a parameter without .grad is skipped", test=case(2, 2.0, 0.5, with_none=True)),
+        Case("parameters given as a generator (model.parameters())", test=case(3, 2.0, 1.0, as_generator=True)),
+        Case("huge gradients, max_norm = 5", test=case(4, 1e6, 5.0)),
+    ]
+    return run_check(
+        "clip_grad_norm(parameters, max_norm)", clip_grad_norm, cases,
+        hint="params = [p for p in parameters if p.grad is not None] (turn a generator into a list first); "
+             "total = sqrt(sum of p.grad.pow(2).sum()); factor = min(1, max_norm / (total + 1e-6)); "
+             "p.grad.mul_(factor) for every p; return total",
+    )
