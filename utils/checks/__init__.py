@@ -12,11 +12,13 @@ from typing import Any
 
 from .core import Case, compare_values, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "attention", "backprop", "convolution", "detection", "diffusion",
-           "gan", "gnn", "perceptron", "qlearning", "resnet", "rnn", "segmentation", "setup", "training", "vae"]
+__all__ = ["Case", "compare_values", "run_check", "adversarial", "attention", "backprop",
+           "convolution", "detection", "diffusion", "gan", "gnn", "perceptron", "qlearning",
+           "resnet", "rnn", "segmentation", "selfsupervised", "setup", "training", "vae"]
 
-_TOPICS = {"attention", "backprop", "convolution", "detection", "diffusion", "gan", "gnn", "perceptron", "qlearning", "resnet",
-           "rnn", "segmentation", "setup", "training", "vae"}
+_TOPICS = {"adversarial", "attention", "backprop", "convolution", "detection", "diffusion", "gan",
+           "gnn", "perceptron", "qlearning", "resnet", "rnn", "segmentation", "selfsupervised",
+           "setup", "training", "vae"}
 
 
 def __getattr__(name: str) -> Any:
