@@ -1,0 +1,137 @@
+"""The lab-16 checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from utils.checks import selfsupervised as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def free_energy_manual(E, beta):
+    """Correct, written differently: subtract the minimum by hand, average with mean()."""
+    m = E.min(dim=-1, keepdim=True).values
+    return m.squeeze(-1) - torch.log(torch.exp(-beta * (E - m)).mean(dim=-1)) / beta
+
+
+def test_free_energy_check(capsys):
+    assert _verdict(checks.check_free_energy, checks.reference_free_energy, capsys)
+    assert _verdict(checks.check_free_energy, free_energy_manual, capsys)
+
+    def no_log_k(E, beta):
+        return -torch.logsumexp(-beta * E, dim=-1) / beta
+
+    def naive(E, beta):
+        return -torch.log(torch.exp(-beta * E).mean(dim=-1)) / beta
+
+    def first_axis(E, beta):
+        return -(torch.logsumexp(-beta * E, dim=0) - math.log(E.shape[0])) / beta
+
+    def sign_flipped(E, beta):
+        return (torch.logsumexp(beta * E, dim=-1) - math.log(E.shape[-1])) / beta
+
+    def times_beta(E, beta):
+        return -(torch.logsumexp(-beta * E, dim=-1) - math.log(E.shape[-1])) * beta
+
+    for wrong in (no_log_k, naive, first_axis, sign_flipped, times_beta):
+        assert not _verdict(checks.check_free_energy, wrong, capsys), wrong.__name__
+
+
+def _ista(y, W, lam, steps, eta=None, threshold=None, hard=False):
+    eta = eta if eta is not None else 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+    threshold = eta * lam if threshold is None else threshold
+    z = torch.zeros(*y.shape[:-1], W.shape[1], dtype=y.dtype)
+    for _ in range(steps):
+        u = z - eta * (z @ W.T - y) @ W
+        z = torch.where(u.abs() > threshold, u, 0.0) if hard else F.softshrink(u, float(threshold))
+    return z
+
+
+def ista_columns(y, W, lam, steps):
+    """Correct, written differently: column vectors, NumPy's SVD for sigma_max, softshrink via relu."""
+    sigma = np.linalg.svd(W.detach().cpu().numpy(), compute_uv=False)[0]
+    eta = 1.0 / sigma ** 2
+    Y = y.T if y.dim() == 2 else y[:, None]                    # (D, N)
+    Z = torch.zeros(W.shape[1], Y.shape[1], dtype=y.dtype)
+    for _ in range(steps):
+        U = Z - eta * W.T @ (W @ Z - Y)
+        Z = torch.relu(U - eta * lam) - torch.relu(-U - eta * lam)
+    return Z.T if y.dim() == 2 else Z[:, 0]
+
+
+def test_ista_check(capsys):
+    assert _verdict(checks.check_ista, checks.reference_ista, capsys)
+    assert _verdict(checks.check_ista, ista_columns, capsys)
+
+    def step_not_squared(y, W, lam, steps):
+        return _ista(y, W, lam, steps, eta=1.0 / torch.linalg.matrix_norm(W, ord=2))
+
+    def frobenius_step(y, W, lam, steps):
+        return _ista(y, W, lam, steps, eta=1.0 / torch.linalg.matrix_norm(W) ** 2)
+
+    def threshold_not_scaled(y, W, lam, steps):
+        return _ista(y, W, lam, steps, threshold=lam)
+
+    def hard_threshold(y, W, lam, steps):
+        return _ista(y, W, lam, steps, hard=True)
+
+    def single_only(y, W, lam, steps):                      # z is always (K,): a batch is summed into one code
+        eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+        z = torch.zeros(W.shape[1], dtype=y.dtype)
+        for _ in range(steps):
+            z = F.softshrink(z - eta * ((W @ z - y) @ W).reshape(-1, W.shape[1]).sum(0), float(eta * lam))
+        return z
+
+    def plus_gradient(y, W, lam, steps):
+        eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+        z = torch.zeros(*y.shape[:-1], W.shape[1], dtype=y.dtype)
+        for _ in range(steps):
+            z = F.softshrink(z + eta * (z @ W.T - y) @ W, float(eta * lam))
+        return z
+
+    for wrong in (step_not_squared, frobenius_step, threshold_not_scaled, hard_threshold, single_only, plus_gradient):
+        assert not _verdict(checks.check_ista, wrong, capsys), wrong.__name__
+
+
+def info_nce_manual(z1, z2, temperature):
+    """Correct, written differently: cosine similarity by broadcasting, log-softmax by hand."""
+    sim = F.cosine_similarity(z1[:, None, :], z2[None, :, :], dim=-1) / temperature
+    log_p = sim - torch.logsumexp(sim, dim=1, keepdim=True)
+    return -log_p.diagonal().mean()
+
+
+def test_info_nce_check(capsys):
+    assert _verdict(checks.check_info_nce, checks.reference_info_nce, capsys)
+    assert _verdict(checks.check_info_nce, info_nce_manual, capsys)
+
+    def no_normalisation(z1, z2, t):
+        return F.cross_entropy(z1 @ z2.T / t, torch.arange(len(z1)))
+
+    def no_temperature(z1, z2, t):
+        return checks.reference_info_nce(z1, z2, 1.0)
+
+    def transposed(z1, z2, t):
+        return checks.reference_info_nce(z2, z1, t)
+
+    def summed(z1, z2, t):
+        return checks.reference_info_nce(z1, z2, t) * len(z1)
+
+    def detached(z1, z2, t):
+        return checks.reference_info_nce(z1.detach(), z2.detach(), t)
+
+    def multiplied_by_t(z1, z2, t):
+        return checks.reference_info_nce(z1, z2, 1 / t)
+
+    for wrong in (no_normalisation, no_temperature, transposed, summed, detached, multiplied_by_t):
+        assert not _verdict(checks.check_info_nce, wrong, capsys), wrong.__name__
