@@ -109,8 +109,26 @@ def test_fgsm_check(capsys):
         grad = _grad(model, x, lambda s: F.cross_entropy(s, y))
         return x.add_(eps * grad.sign()).clamp_(0, 1)
 
-    for wrong in (no_clamp, raw_gradient, wrong_sign, train_mode, backward_leaks, in_place):
+    def train_then_eval(model, x, y, eps):
+        model.train()
+        x_adv = x.clone().requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(model(x_adv), y), x_adv)   # batch statistics updated
+        model.eval()
+        return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+    for wrong in (no_clamp, raw_gradient, wrong_sign, train_mode, backward_leaks, in_place, train_then_eval):
         assert not _verdict(checks.check_fgsm, wrong, capsys), wrong.__name__
+
+
+def test_fgsm_check_names_changed_batchnorm_statistics(capsys):
+    def train_then_eval(model, x, y, eps):
+        model.train()
+        model(x)
+        model.eval()
+        return fgsm_ok(model, x, y, eps)
+
+    assert not checks.check_fgsm(train_then_eval)
+    assert "batch-norm statistics changed" in capsys.readouterr().out
 
 
 # ---------------------------------------------------------------- pgd

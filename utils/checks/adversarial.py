@@ -100,10 +100,19 @@ def _ref_pgd(model, x, y, eps, alpha, steps):
     return x_adv.detach()
 
 
-def _side_effects(model, x, x_before, out, kind: str) -> str | None:
+def _buffers(model) -> dict:
+    return {name: b.detach().clone() for name, b in model.named_buffers()}
+
+
+def _side_effects(model, x, x_before, out, kind: str, buffers_before: dict | None = None) -> str | None:
     """Message when the student's call changed the model or the input, else None."""
     import torch
 
+    if buffers_before is not None:
+        changed = [n for n, b in model.named_buffers() if n in buffers_before and not torch.equal(b, buffers_before[n])]
+        if changed:
+            return (f"the model's batch-norm statistics changed ({changed[0]}): {kind} ran the model in training "
+                    "mode; do not call model.train() (the caller puts the model in eval mode)")
     if model.training:
         return (f"the model was left in training mode: {kind} must not call model.train() (batch norm and "
                 "dropout would behave differently); the caller puts the model in eval mode")
@@ -126,8 +135,10 @@ def _compare_case(make, fn_args, reference, kind, atol=1e-9):
         x = args[0]
         x_before = x.clone()
         want = reference(model, *(a.clone() for a in args), **fn_args)
+        buffers_before = _buffers(model)
         got = fn(model, *args, **fn_args)
-        return _side_effects(model, x, x_before, got, kind) or compare_values(want, got, atol=atol, rtol=1e-7)
+        return (_side_effects(model, x, x_before, got, kind, buffers_before)
+                or compare_values(want, got, atol=atol, rtol=1e-7))
     return test
 
 
@@ -189,11 +200,11 @@ def _invariant_case(make, call, eps, kind):
 
     def test(fn):
         model, (x, y) = make()
-        x_before = x.clone()
+        x_before, buffers_before = x.clone(), _buffers(model)
         out = call(fn, model, x, y)
         if not isinstance(out, torch.Tensor) or out.shape != x.shape:
             return f"expected a tensor of shape {tuple(x.shape)}, got {getattr(out, 'shape', type(out).__name__)}"
-        msg = _side_effects(model, x, x_before, out, kind)
+        msg = _side_effects(model, x, x_before, out, kind, buffers_before)
         if msg:
             return msg
         out = out.detach()
