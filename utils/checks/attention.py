@@ -73,7 +73,7 @@ def _attention_cases(with_v: bool):
     return cases
 
 
-def _diagnosed(name, args, kwargs, reference):
+def _diagnosed(args, kwargs, reference):
     """A case that compares with ``reference`` and, on a mismatch, names the usual causes."""
     import torch
 
@@ -97,7 +97,7 @@ def _diagnosed(name, args, kwargs, reference):
 
 def check_attention_weights(attention_weights: Callable) -> bool:
     """Check ``attention_weights(q, k, mask=None)`` -> (..., T, S) softmax weights."""
-    cases = [Case(name, test=_diagnosed(name, args, kwargs, _sdpa_weights))
+    cases = [Case(name, test=_diagnosed(args, kwargs, _sdpa_weights))
              for name, args, kwargs in _attention_cases(with_v=False)]
     return run_check(
         "attention_weights(q, k, mask=None)", attention_weights, cases,
@@ -114,7 +114,7 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
     def reference(q, k, v, mask=None):
         return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
 
-    cases = [Case(name, test=_diagnosed(name, args, kwargs, reference))
+    cases = [Case(name, test=_diagnosed(args, kwargs, reference))
              for name, args, kwargs in _attention_cases(with_v=True)]
     return run_check(
         "scaled_dot_product_attention(q, k, v, mask=None)", scaled_dot_product_attention, cases,
