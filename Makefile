@@ -7,21 +7,32 @@ STAMP := $(VENV)/.installed
 # pinned numeric environment for every kernel started from here (see numeric.env)
 NUMERIC_ENV := $(shell grep -v '^\s*\#' numeric.env | xargs)
 SYSTEM_PACKAGES := graphviz dataset-fashion-mnist
-NBVAL_ARGS := --nbval --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300
+NBVAL_ARGS := --nbval-current-env --nbval-sanitize-with tests/nbval_sanitize.cfg --nbval-cell-timeout 300 -p utils.nbval_plugin
+# --nbval: exact tier (untagged cells compared exactly) + results bands; --nbval-lax: bands only
+NBVAL_MODE ?= --nbval
+# extra variables for the nbval kernels, e.g. NBVAL_ENV="DL_LABS_SEED=1" (see tests/matrix.sh)
+NBVAL_ENV ?=
 NB ?=
+SEEDS ?= 0,1,2,3,4
+JOBS ?= 1
 
-.PHONY: help venv sysdeps data lab test unit nbval lint run execute labs constraints clean
+.PHONY: help venv sysdeps data lab test unit nbval lint run execute baselines matrix labs constraints clean
 
 help:
 	@echo "make lab        set up everything, then open JupyterLab"
 	@echo "make test       set up everything, then unit tests, lint and strict nbval (what CI runs)"
 	@echo "make run        execute every notebook in a scratch copy; table of seconds, memory, results"
 	@echo "make execute NB=notebooks/NN_x.ipynb   re-execute a notebook in place (the nbval baseline)"
+	@echo "make baselines NB=notebooks/NN_x.ipynb seed sweep (0-4) -> tests/baselines/NN_x.json (result bands)"
+	@echo "make matrix     make test under perturbed numerics and seed 1 (portability proof; not in CI)"
 	@echo "make labs       regenerate labs/ from notebooks/"
 
 venv: $(STAMP)
 
 $(STAMP): requirements.txt constraints.txt pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "Python 3.11 or newer is needed (constraints.txt pins numpy 2.4 and scipy 1.17);" \
+	  "got $$($(PYTHON) --version). Use e.g. make PYTHON=python3.12"; exit 1; }
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -r requirements.txt -c constraints.txt
 	$(PY) -m pip install --no-deps -e .
@@ -47,7 +58,7 @@ data: $(STAMP) sysdeps
 	$(PY) -m utils.data prepare
 
 lab: data
-	env $(NUMERIC_ENV) $(PY) -m jupyterlab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
+	$(PY) -m jupyterlab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: data
 	$(MAKE) --no-print-directory lint unit nbval
@@ -59,7 +70,7 @@ unit: $(STAMP)
 	env $(NUMERIC_ENV) $(PY) -m pytest tests -q
 
 nbval: $(STAMP)
-	env $(NUMERIC_ENV) bash tests/offline.sh $(PY) -m pytest $(NBVAL_ARGS) notebooks -q
+	env $(NUMERIC_ENV) $(NBVAL_ENV) bash tests/offline.sh $(PY) -m pytest $(NBVAL_MODE) $(NBVAL_ARGS) notebooks -q
 
 run: data
 	env $(NUMERIC_ENV) $(PY) -m utils.runner
@@ -67,6 +78,12 @@ run: data
 execute: $(STAMP)
 	@test -n "$(NB)" || { echo "usage: make execute NB=notebooks/NN_topic.ipynb"; exit 2; }
 	env $(NUMERIC_ENV) $(PY) -m utils.runner --inplace $(NB)
+
+baselines: data
+	env $(NUMERIC_ENV) $(PY) -m utils.regression sweep --seeds $(SEEDS) --jobs $(JOBS) $(NB)
+
+matrix: data
+	bash tests/matrix.sh
 
 labs: $(STAMP)
 	$(PY) -m utils.labs build

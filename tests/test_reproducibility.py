@@ -7,7 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from utils.reproducibility import SEED_ENV_VAR, get_seed, seed_everything
+from utils.reproducibility import (
+    EXPERIMENTS_PER_SEED,
+    SEED_ENV_VAR,
+    get_seed,
+    seed_everything,
+    seed_for,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -138,3 +144,36 @@ def test_not_deterministic_when_asked():
     torch.use_deterministic_algorithms(False)
     assert seed_everything(0, deterministic=False) == 0
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_seed_for_default_run_is_the_experiment_number():
+    assert [seed_for(k) for k in (0, 1, 7, 123)] == [0, 1, 7, 123]
+
+
+def test_seed_for_follows_the_run_seed(monkeypatch):
+    monkeypatch.setenv(SEED_ENV_VAR, "3")
+    assert seed_for(0) == 3 * EXPERIMENTS_PER_SEED
+    assert seed_for(5) == 3 * EXPERIMENTS_PER_SEED + 5
+    assert seed_for(5, seed=2) == 2 * EXPERIMENTS_PER_SEED + 5
+    # distinct experiments of distinct runs never share a seed
+    seeds = {seed_for(k, seed=s) for k in range(50) for s in range(5)}
+    assert len(seeds) == 250
+
+
+def test_seed_for_moves_the_draws(monkeypatch):
+    draw = torch.randn(4, generator=torch.Generator().manual_seed(seed_for(1)))
+    monkeypatch.setenv(SEED_ENV_VAR, "1")
+    other = torch.randn(4, generator=torch.Generator().manual_seed(seed_for(1)))
+    assert not torch.equal(draw, other)
+
+
+@pytest.mark.parametrize("bad", [1.0, True, "1", None])
+def test_seed_for_bad_type(bad):
+    with pytest.raises(TypeError, match="k: expected an int"):
+        seed_for(bad)
+
+
+@pytest.mark.parametrize("bad", [-1, EXPERIMENTS_PER_SEED])
+def test_seed_for_out_of_range(bad):
+    with pytest.raises(ValueError, match=r"k: expected an int in \[0, 1000000\)"):
+        seed_for(bad)

@@ -26,6 +26,7 @@ __all__ = [
     "get_device",
     "describe_environment",
     "seed_everything",
+    "seed_for",
     "fit",
     "evaluate",
 ]
@@ -37,6 +38,7 @@ _FUNCTIONS = {
     "get_device": "device",
     "describe_environment": "device",
     "seed_everything": "reproducibility",
+    "seed_for": "reproducibility",
     "fit": "training",
     "evaluate": "training",
 }

@@ -214,7 +214,7 @@ def setup_source(extra_imports: str = "") -> str:
         lines += extra_imports.rstrip("\n").split("\n")
     lines += [
         "",
-        "from utils import checks, data, get_device, metrics, plotting, seed_everything",
+        "from utils import checks, data, get_device, metrics, plotting, seed_everything, seed_for",
         "",
         "device = get_device()",
         "seed = seed_everything()",

@@ -7,10 +7,13 @@ import random
 
 from ._config import DEFAULT_SEED
 
-__all__ = ["seed_everything", "get_seed", "SEED_ENV_VAR"]
+__all__ = ["seed_everything", "get_seed", "seed_for", "SEED_ENV_VAR", "EXPERIMENTS_PER_SEED"]
 
 #: Environment variable that overrides the default seed, e.g. ``DL_LABS_SEED=3``.
 SEED_ENV_VAR = "DL_LABS_SEED"
+#: How many experiment numbers one run seed holds: :func:`seed_for` maps experiment ``k`` of
+#: run seed ``s`` to ``s * EXPERIMENTS_PER_SEED + k``.
+EXPERIMENTS_PER_SEED = 1_000_000
 
 
 def get_seed(seed: int | None = None) -> int:
@@ -42,6 +45,34 @@ def get_seed(seed: int | None = None) -> int:
     if not 0 <= seed < 2**32:
         raise ValueError(f"seed: expected an int in [0, 2**32), got {seed!r}")
     return seed
+
+
+def seed_for(k: int, seed: int | None = None) -> int:
+    """The seed of the ``k``-th random experiment of a run, derived from the run's seed.
+
+    Notebooks never hard-code a seed for a generator that decides an outcome; they write
+    ``torch.Generator().manual_seed(seed_for(0))`` or ``np.random.default_rng(seed_for(3))``,
+    so that ``DL_LABS_SEED`` (and a seed sweep over it) moves every such draw, while each
+    experiment keeps a stream of its own. With the default run seed 0, experiment ``k``
+    gets seed ``k``; with run seed ``s`` it gets ``s * EXPERIMENTS_PER_SEED + k``.
+
+    Args:
+        k: the experiment's number, an int in ``[0, EXPERIMENTS_PER_SEED)``.
+        seed: the run seed; ``None`` uses ``DL_LABS_SEED`` if set, else 0 (see :func:`get_seed`).
+
+    Returns:
+        int: a seed for ``torch.manual_seed``, ``torch.Generator().manual_seed`` or
+        ``np.random.default_rng``.
+
+    Raises:
+        TypeError: ``k`` is not an int.
+        ValueError: ``k`` is out of range; see also :func:`get_seed`.
+    """
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise TypeError(f"k: expected an int experiment number, got {type(k).__name__} {k!r}")
+    if not 0 <= k < EXPERIMENTS_PER_SEED:
+        raise ValueError(f"k: expected an int in [0, {EXPERIMENTS_PER_SEED}), got {k!r}")
+    return get_seed(seed) * EXPERIMENTS_PER_SEED + k
 
 
 def seed_everything(seed: int | None = None, *, deterministic: bool = True) -> int:

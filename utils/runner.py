@@ -5,6 +5,7 @@ Usage::
 
     python -m utils.runner [NOTEBOOK ...]            # scratch copies; table + reports/
     python -m utils.runner --inplace NOTEBOOK ...    # re-execute and save in place
+    python -m utils.runner --out DIR [NOTEBOOK ...]  # also keep the executed copies in DIR
 
 Every kernel gets the pinned numeric environment of ``numeric.env`` (thread count, CPU
 kernel family), the same that ``make test`` gives nbval.
@@ -21,15 +22,46 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["numeric_env", "apply_numeric_env", "execute_notebook", "main"]
+__all__ = ["numeric_env", "apply_numeric_env", "execute_notebook", "peak_memory_mb",
+           "results_probe", "parse_probe", "main"]
 
 _MARKER = "__DL_LABS_RUNNER__"
-_PROBE = (
-    "import json as _j, resource as _r\n"
-    "_res = globals().get('results')\n"
-    f"print({_MARKER!r} + _j.dumps({{'peak_mb': _r.getrusage(_r.RUSAGE_SELF).ru_maxrss / 1024, "
-    "'results': _res if isinstance(_res, dict) else None}, default=lambda o: o.item() if hasattr(o, 'item') else str(o)))"
-)
+
+
+def peak_memory_mb() -> float:
+    """Peak resident memory of this process in MB, on Linux, macOS and Windows.
+
+    ``ru_maxrss`` is in KiB on Linux and in bytes on macOS; Windows has no ``resource``
+    module, so its peak working set comes from psutil.
+    """
+    try:
+        import resource
+    except ImportError:  # Windows
+        import psutil
+
+        info = psutil.Process().memory_info()
+        return getattr(info, "peak_wset", info.rss) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def results_probe() -> str:
+    """Code that a kernel runs after a notebook: prints the marker, peak memory and ``results``."""
+    return (
+        "import json as _j\n"
+        "from utils.runner import peak_memory_mb as _peak\n"
+        "_res = globals().get('results')\n"
+        f"print({_MARKER!r} + _j.dumps({{'peak_mb': _peak(), "
+        "'results': _res if isinstance(_res, dict) else None}, "
+        "default=lambda o: o.item() if hasattr(o, 'item') else str(o)))"
+    )
+
+
+def parse_probe(text: str) -> dict:
+    """The dict printed by :func:`results_probe` (empty if the marker is absent)."""
+    if _MARKER not in text:
+        return {}
+    return json.loads(text.split(_MARKER, 1)[1].strip().splitlines()[0])
 
 
 def _root() -> Path:
@@ -50,19 +82,27 @@ def numeric_env(path: Path | None = None) -> dict[str, str]:
 
 
 def apply_numeric_env() -> dict[str, str]:
-    """Put the pinned variables into ``os.environ`` (kernels started later inherit them)."""
+    """Put the pinned variables into ``os.environ`` (kernels started later inherit them).
+
+    A variable that is already set wins (``OMP_NUM_THREADS=1 python -m utils.runner`` runs
+    with one thread), so that a deliberately perturbed environment can be tested.
+    """
     env = numeric_env()
-    os.environ.update(env)
-    return env
+    for key, value in env.items():
+        os.environ.setdefault(key, value)
+    return {key: os.environ[key] for key in env}
 
 
-def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -> dict:
+def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600,
+                     env: dict[str, str] | None = None, out: Path | None = None) -> dict:
     """Run a notebook top to bottom in a fresh kernel.
 
     Args:
         path: the .ipynb file.
         inplace: save the executed notebook over ``path`` (else run a scratch copy).
         timeout: per-cell timeout in seconds.
+        env: variables added to the kernel's environment (e.g. ``{"DL_LABS_SEED": "1"}``).
+        out: a folder to save the executed copy in (scratch runs).
 
     Returns:
         dict: notebook, seconds, peak_mb (kernel peak RSS), ok, error, results.
@@ -73,7 +113,7 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -
 
     path = Path(path)
     nb = nbformat.read(str(path), as_version=4)
-    probe = nbformat.v4.new_code_cell(_PROBE)
+    probe = nbformat.v4.new_code_cell(results_probe())
     with tempfile.TemporaryDirectory(prefix="dl-labs-run-") as scratch:
         workdir = path.parent if inplace else Path(scratch)
         if not inplace:
@@ -85,7 +125,7 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -
         start = time.perf_counter()
         error = None
         try:
-            client.execute()
+            client.execute(env={**os.environ, **(env or {})})
         except CellExecutionError as exc:
             error = str(exc).strip().splitlines()[-1][:200]
         except Exception as exc:  # kernel died, timeout, ...
@@ -94,9 +134,10 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600) -
     nb.cells.pop()  # the probe
     info = {}
     for output in probe.get("outputs", []):
-        text = output.get("text", "")
-        if _MARKER in text:
-            info = json.loads(text.split(_MARKER, 1)[1])
+        info = info or parse_probe(output.get("text", ""))
+    if out is not None:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        nbformat.write(nb, str(Path(out) / path.name))
     if inplace and error is None:
         nbformat.write(nb, str(path))
     elif error is not None:  # keep the partial outputs for inspection (reports/ is git-ignored)
@@ -129,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inplace", action="store_true", help="save executed notebooks in place")
     parser.add_argument("--timeout", type=int, default=600, help="per-cell timeout (s)")
     parser.add_argument("--reports", type=Path, default=_root() / "reports")
+    parser.add_argument("--out", type=Path, default=None, help="keep the executed copies here")
     args = parser.parse_args(argv)
     apply_numeric_env()
     notebooks = args.notebooks or sorted((_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -138,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for nb in notebooks:
         print(f"running {nb} ...", flush=True)
-        row = execute_notebook(nb, inplace=args.inplace, timeout=args.timeout)
+        row = execute_notebook(nb, inplace=args.inplace, timeout=args.timeout, out=args.out)
         print(f"  {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB, "
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}", flush=True)
         rows.append(row)
