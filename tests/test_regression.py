@@ -101,6 +101,17 @@ def test_nan_is_outside_every_band(baseline):
     assert compare(dict(RUNS[0], acc=float("nan")), baseline)
 
 
+def test_overrides_turn_an_exact_count_into_a_band(baseline):
+    base = json.loads(json.dumps(baseline))
+    assert compare(dict(RUNS[0], params=1230), base)
+    base["overrides"] = {"params": {"kind": "band", "low": 1200, "high": 1300, "why": "learned count"}}
+    assert compare(dict(RUNS[0], params=1230), base) == []
+    [message] = compare(dict(RUNS[0], params=1400), base)
+    assert message.startswith("params: 1400 outside the band [1200, 1300]")
+    base["overrides"]["typo"] = {"kind": "band", "low": 0, "high": 1}
+    assert "typo: overridden in the baseline but not one of its metrics" in compare(RUNS[0], base)
+
+
 def test_varying_strings_are_recorded_not_compared():
     base = make_baseline("n", {0: {"s": "a"}, 1: {"s": "b"}})
     assert base["metrics"]["s"]["kind"] == "varies"
@@ -139,8 +150,11 @@ def test_every_notebook_has_a_baseline_from_a_sweep(path):
     assert len(base["seeds"]) >= 5, "the sweep covers at least seeds 0-4"
     for name, spec in base["metrics"].items():
         assert len(spec["values"]) == len(base["seeds"]), name
+        spec = {**spec, **base.get("overrides", {}).get(name, {})}
         if spec["kind"] == "band":
             assert spec["low"] <= min(spec["values"]) and max(spec["values"]) <= spec["high"], name
+    for name, spec in base.get("overrides", {}).items():
+        assert spec.get("why"), f"override of {name}: say why"
 
 
 def test_baselines_belong_to_notebooks():
