@@ -57,6 +57,19 @@ def test_float_band_is_min_max_padded_by_spread_or_5_percent(baseline):
     assert (x["low"], x["high"]) == (0.0, 3.0)  # pad = spread 1.0
 
 
+def test_zero_floats_get_an_absolute_pad():
+    x = make_baseline("n", {s: {"x": 0.0} for s in range(3)})["metrics"]["x"]
+    assert (x["low"], x["high"]) == (-regression.ABS_PAD, regression.ABS_PAD) == (-1e-3, 1e-3)
+
+
+def test_reband_recomputes_from_values_and_keeps_overrides(baseline):
+    old = json.loads(json.dumps(baseline))
+    old["metrics"]["acc"]["low"] = 0.0
+    old["overrides"] = {"modes": {"kind": "band", "low": 0, "high": 9, "why": "x"}}
+    new = regression.reband(old)
+    assert new["metrics"] == baseline["metrics"] and new["overrides"] == old["overrides"]
+
+
 def test_int_band_pads_at_least_one(baseline):
     modes = baseline["metrics"]["modes"]
     assert (modes["low"], modes["high"]) == (6, 9)

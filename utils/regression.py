@@ -9,7 +9,8 @@ the values measured over a seed sweep (``DL_LABS_SEED`` = 0..4) and the accepted
   parameter counts, exact equalities, ``checks_passed``): the same value, exactly.
 * numbers that move with the seed, and every float: the band
   ``[min - pad, max + pad]`` over the sweep, where
-  ``pad = max(spread, REL_PAD * |median|, ABS_PAD)`` and ``spread = max - min``
+  ``pad = max(spread, REL_PAD * |median|, ABS_PAD)`` and ``spread = max - min``, with
+  ``ABS_PAD = 1e-3``
   (ints: at least 1). Five seeds underestimate the full range of a metric, and a value
   measured on a few hundred examples moves by a few percent with the hardware, hence the
   floor of 5 % of the median.
@@ -58,8 +59,9 @@ __all__ = [
 SWEEP_SEEDS = (0, 1, 2, 3, 4)
 #: Least padding of a band, relative to the median of the sweep.
 REL_PAD = 0.05
-#: Least padding of a band, absolute.
-ABS_PAD = 1e-6
+#: Least padding of a band, absolute: one unit in the third decimal, the rounding of most
+#: results (a learned value printed as 0.0 for every seed may round to 0.001 elsewhere).
+ABS_PAD = 1e-3
 
 _Leaf = bool | int | float | str | None
 
@@ -298,6 +300,15 @@ def sweep(notebook: Path, seeds: tuple[int, ...] = SWEEP_SEEDS, jobs: int = 1,
     return baseline
 
 
+def reband(baseline: dict) -> dict:
+    """Recompute every metric's rule from its stored sweep values (after a change of the rule);
+    overrides and everything else are kept."""
+    out = dict(baseline)
+    out["metrics"] = {name: _metric(spec["values"]) for name, spec in baseline["metrics"].items()}
+    out["rule"] = make_baseline(baseline.get("notebook", "?"), {0: {"x": 0.0}})["rule"]
+    return out
+
+
 def _write(path: Path, baseline: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(baseline, indent=1) + "\n")
@@ -323,6 +334,8 @@ def main(argv: list[str] | None = None) -> int:
                          help="comma-separated seeds (default 0,1,2,3,4)")
     p_sweep.add_argument("--jobs", type=int, default=1, help="notebooks run at once")
     p_sweep.add_argument("--out", type=Path, default=None, help="baseline folder (default tests/baselines)")
+    p_reband = sub.add_parser("reband", help="recompute the bands of stored baselines from their sweep values")
+    p_reband.add_argument("notebooks", nargs="*", type=Path)
     p_check = sub.add_parser("check", help="compare a results JSON file with a notebook's baseline")
     p_check.add_argument("notebook", type=Path)
     p_check.add_argument("results", type=Path)
@@ -339,6 +352,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"FAIL {line}")
         print(f"{args.notebook.name}: {len(baseline['metrics']) - len(failures)} passed, {len(failures)} failed")
         return 1 if failures else 0
+
+    if args.command == "reband":
+        paths = [baseline_path(nb) for nb in args.notebooks] or sorted(baseline_path("x").parent.glob("*.json"))
+        for path in paths:
+            _write(path, reband(json.loads(path.read_text())))
+            print(f"rebanded {path}")
+        return 0
 
     seeds = tuple(int(s) for s in args.seeds.split(",") if s.strip())
     notebooks = args.notebooks or sorted((_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
