@@ -279,3 +279,25 @@ def test_mmd_bad_shapes():
         mmd2_biased(torch.zeros(3), torch.zeros(3, 1), 1.0)
     with pytest.raises(TypeError):
         mmd2_biased(np.zeros((3, 2)), torch.zeros(3, 2), 1.0)
+
+
+def test_mmd2_biased_computes_in_float64_on_the_cpu(monkeypatch):
+    """MPS has no float64: the float64 work must happen after the move to the CPU."""
+    casts = []
+    original = torch.Tensor.double
+
+    def spy(self, *args, **kwargs):
+        casts.append(self.device.type)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "double", spy)
+    moves = []
+    original_cpu = torch.Tensor.cpu
+
+    def spy_cpu(self, *args, **kwargs):
+        moves.append(len(casts))  # how many casts happened before this move
+        return original_cpu(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", spy_cpu)
+    mmd2_biased(torch.zeros(4, 2), torch.ones(4, 2), 1.0)
+    assert casts == ["cpu", "cpu"] and moves == [0, 1], (casts, moves)

@@ -25,7 +25,9 @@ def _restore_global_state(monkeypatch):
     det = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     benchmark, cudnn_det = torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
     yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     torch.use_deterministic_algorithms(det, warn_only=warn_only)
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = benchmark, cudnn_det
     random.setstate(py_state)
@@ -177,3 +179,11 @@ def test_seed_for_bad_type(bad):
 def test_seed_for_out_of_range(bad):
     with pytest.raises(ValueError, match=r"k: expected an int in \[0, 1000000\)"):
         seed_for(bad)
+
+
+def test_tf32_off_for_matmul_and_cudnn():
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    seed_everything(0)
+    assert torch.backends.cuda.matmul.allow_tf32 is False
+    assert torch.backends.cudnn.allow_tf32 is False

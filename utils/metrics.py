@@ -173,6 +173,9 @@ def mmd2_biased(X, Y, sigma: float) -> float:
         X: Tensor[N, D]; Y: Tensor[M, D].
         sigma: kernel bandwidth (> 0).
 
+    Inputs on any device are copied to the CPU and computed in float64 there (Apple's MPS
+    has no float64).
+
     Returns:
         float: MMD^2 (>= 0).
     """
@@ -183,7 +186,7 @@ def mmd2_biased(X, Y, sigma: float) -> float:
     check_float("sigma", sigma, minimum=0.0, strict_min=True)
     if X.shape[1] != Y.shape[1]:
         raise ValueError(f"X and Y: expected the same dimension, got {X.shape[1]} and {Y.shape[1]}")
-    X, Y = X.double(), Y.double().to(X.device)
+    X, Y = X.detach().cpu().double(), Y.detach().cpu().double()  # float64 on the CPU: MPS has none
 
     def kernel(A, B):
         return torch.exp(-torch.cdist(A, B).pow(2) / (2 * sigma**2)).mean()

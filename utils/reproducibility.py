@@ -81,8 +81,9 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = True) -> i
     Args:
         seed: the seed; ``None`` uses ``DL_LABS_SEED`` if set, else 0.
         deterministic: if True, ``torch.use_deterministic_algorithms(True, warn_only=True)``
-            (some GPU backward passes have no deterministic version: they warn, not fail)
-            and cuDNN autotuning off.
+            (some GPU backward passes have no deterministic version: they warn, not fail),
+            cuDNN autotuning off, and TF32 off for matrix products and cuDNN convolutions
+            (so float32 results agree with the CPU's to float32 precision on every GPU).
 
     Returns:
         int: the seed actually used (print it when it matters).
@@ -113,4 +114,9 @@ def seed_everything(seed: int | None = None, *, deterministic: bool = True) -> i
         if mkldnn is not None and hasattr(mkldnn, "deterministic"):
             # oneDNN (CPU convolutions) may otherwise reduce in a run-dependent order
             mkldnn.deterministic = True
+        # TF32 (on by default for cuDNN convolutions on Ampere and newer GPUs) rounds float32
+        # inputs to 10 mantissa bits: library comparisons at 1e-5 would then mean less on a
+        # GPU than on a CPU. Full float32 everywhere.
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
     return seed
