@@ -20,7 +20,7 @@ JOBS ?= 1
 
 help:
 	@echo "make lab        set up everything, then open JupyterLab"
-	@echo "make test       set up everything, then unit tests, lint and strict nbval (what CI runs)"
+	@echo "make test       set up everything, then lint, unit tests and the notebook tests (exact + bands; what CI runs)"
 	@echo "make run        execute every notebook in a scratch copy; table of seconds, memory, results"
 	@echo "make execute NB=notebooks/NN_x.ipynb   re-execute a notebook in place (the nbval baseline)"
 	@echo "make baselines NB=notebooks/NN_x.ipynb seed sweep (0-4) -> tests/baselines/NN_x.json (result bands)"

@@ -11,6 +11,8 @@ and this list disagree, or when a listed key is not a metric of the notebook's b
 
 from __future__ import annotations
 
+from functools import cache
+
 import nbformat
 import pytest
 from conftest import NOTEBOOKS, source_of
@@ -138,9 +140,13 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
 }
 
 
+@cache
+def _cells(path) -> list:
+    return nbformat.read(str(path), as_version=4).cells
+
+
 def _tagged(path) -> dict[int, str]:
-    nb = nbformat.read(str(path), as_version=4)
-    return {i: source_of(c) for i, c in enumerate(nb.cells)
+    return {i: source_of(c) for i, c in enumerate(_cells(path))
             if c.cell_type == "code" and TAG in c.metadata.get("tags", [])}
 
 
@@ -178,8 +184,7 @@ def test_self_check_reports_stay_in_the_exact_tier(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_one_exclusion_mechanism(path):
-    nb = nbformat.read(str(path), as_version=4)
-    for i, cell in enumerate(nb.cells):
+    for i, cell in enumerate(_cells(path)):
         src = source_of(cell)
         assert "NBVAL_IGNORE_OUTPUT" not in src and "NBVAL_SKIP" not in src, (
             f"cell {i}: use the cell tag {TAG} (listed here), not a comment marker")
@@ -188,6 +193,5 @@ def test_one_exclusion_mechanism(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_results_cell_is_excluded(path):
-    nb = nbformat.read(str(path), as_version=4)
-    last = max(i for i, c in enumerate(nb.cells) if c.cell_type == "code")
+    last = max(i for i, c in enumerate(_cells(path)) if c.cell_type == "code")
     assert last in _tagged(path), "the Results cell prints learned numbers: tag it and list it"

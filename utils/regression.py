@@ -9,9 +9,8 @@ the values measured over a seed sweep (``DL_LABS_SEED`` = 0..4) and the accepted
   parameter counts, exact equalities, ``checks_passed``): the same value, exactly.
 * numbers that move with the seed, and every float: the band
   ``[min - pad, max + pad]`` over the sweep, where
-  ``pad = max(spread, REL_PAD * |median|, ABS_PAD)`` and ``spread = max - min``, with
-  ``ABS_PAD = 1e-3``
-  (ints: at least 1). Five seeds underestimate the full range of a metric, and a value
+  ``pad = max(spread, REL_PAD * |median|, ABS_PAD)``, ``spread = max - min`` and
+  ``ABS_PAD = 1e-3`` (ints: at least 1). Five seeds underestimate the full range of a metric, and a value
   measured on a few hundred examples moves by a few percent with the hardware, hence the
   floor of 5 % of the median.
 * a bool or string that differs between seeds is recorded as ``varies`` and not compared
@@ -21,8 +20,8 @@ A learned count that happened to be equal for every seed (modes covered by a GAN
 read by a classifier) would otherwise compare exactly; the baseline's ``overrides`` section
 (written by hand, with a reason, and kept when the sweep rewrites the file) replaces such a
 metric's rule by a band. A value outside its band fails with the metric's name, the value
-and the band. Write the
-baseline with ``make baselines NB=notebooks/NN_topic.ipynb`` (runs the sweep); compare a
+and the band. Write the baseline with ``make baselines NB=notebooks/NN_topic.ipynb`` (runs
+the sweep); compare a
 result file with ``python -m utils.regression check NB RESULTS.json``. ``make test``
 compares every notebook right after nbval executed it (:mod:`utils.nbval_plugin`).
 
@@ -140,6 +139,12 @@ def _metric(values: list[_Leaf]) -> dict:
     return {"kind": "varies", "values": values}
 
 
+def _rule() -> str:
+    return (f"exact: bools, strings and seed-invariant ints; band: [min - pad, max + pad], "
+            f"pad = max(max - min, {REL_PAD} * |median|, {ABS_PAD}) (ints: >= 1); "
+            "varies: not compared; overrides: bands set by hand, with a reason")
+
+
 def make_baseline(notebook: str, runs: dict[int, dict], environment: dict | None = None) -> dict:
     """Build a baseline from ``{seed: results}`` of a sweep.
 
@@ -164,9 +169,7 @@ def make_baseline(notebook: str, runs: dict[int, dict], environment: dict | None
     return {
         "notebook": notebook,
         "seeds": sorted(flats),
-        "rule": (f"exact: bools, strings and seed-invariant ints; band: [min - pad, max + pad], "
-                 f"pad = max(max - min, {REL_PAD} * |median|, {ABS_PAD}) (ints: >= 1); "
-                 "varies: not compared"),
+        "rule": _rule(),
         "environment": environment or {},
         "metrics": metrics,
     }
@@ -305,7 +308,7 @@ def reband(baseline: dict) -> dict:
     overrides and everything else are kept."""
     out = dict(baseline)
     out["metrics"] = {name: _metric(spec["values"]) for name, spec in baseline["metrics"].items()}
-    out["rule"] = make_baseline(baseline.get("notebook", "?"), {0: {"x": 0.0}})["rule"]
+    out["rule"] = _rule()
     return out
 
 

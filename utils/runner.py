@@ -141,7 +141,8 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600,
     if inplace and error is None:
         nbformat.write(nb, str(path))
     elif error is not None:  # keep the partial outputs for inspection (reports/ is git-ignored)
-        failed = _root() / "reports" / f"failed_{path.name}"
+        seed = (env or {}).get("DL_LABS_SEED")  # sweep runs of several seeds keep one file each
+        failed = _root() / "reports" / f"failed_{path.stem}{f'_seed{seed}' if seed else ''}.ipynb"
         failed.parent.mkdir(exist_ok=True)
         nbformat.write(nb, str(failed))
         error += f" (partial outputs: reports/{failed.name})"
