@@ -16,7 +16,7 @@ NB ?=
 SEEDS ?= 0,1,2,3,4
 JOBS ?= 1
 
-.PHONY: help venv sysdeps data lab test unit nbval lint run execute baselines matrix labs constraints clean
+.PHONY: help venv sysdeps data lab test unit nbval lint run execute baselines matrix gpu-check labs constraints clean
 
 help:
 	@echo "make lab        set up everything, then open JupyterLab"
@@ -25,6 +25,7 @@ help:
 	@echo "make execute NB=notebooks/NN_x.ipynb   re-execute a notebook in place (the nbval baseline)"
 	@echo "make baselines NB=notebooks/NN_x.ipynb seed sweep (0-4) -> tests/baselines/NN_x.json (result bands)"
 	@echo "make matrix     make test under perturbed numerics and seed 1 (portability proof; not in CI)"
+	@echo "make gpu-check  every notebook on the GPU: assertions and result bands; seconds -> reports/gpu_check.json"
 	@echo "make labs       regenerate labs/ from notebooks/"
 
 venv: $(STAMP)
@@ -84,6 +85,16 @@ baselines: data
 
 matrix: data
 	bash tests/matrix.sh
+
+# the statistical tier on an accelerator: outputs are not compared (GPU numerics differ), every
+# assertion, self-check and result band still is; per-notebook seconds go to reports/gpu_check.json
+gpu-check: data
+	@$(PY) -c 'import sys, torch; m = getattr(torch.backends, "mps", None); \
+	  sys.exit(not (torch.cuda.is_available() or (m is not None and m.is_available())))' || { \
+	  echo "make gpu-check: no CUDA or MPS device here (torch.cuda.is_available() is False)"; exit 1; }
+	env $(NUMERIC_ENV) bash tests/offline.sh $(PY) -m pytest --nbval-lax $(NBVAL_ARGS) \
+	  --timings reports/gpu_check.json notebooks -q
+	@cat reports/gpu_check.json
 
 labs: $(STAMP)
 	$(PY) -m utils.labs build

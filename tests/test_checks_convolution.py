@@ -42,7 +42,7 @@ def conv_loops(x, weight, bias=None, stride=1, padding=0, flip=False, ignore_bia
     N, C, H, W = x.shape
     C_out, _, kh, kw = weight.shape
     H_out, W_out = (H - kh) // stride + 1, (W - kw) // stride + 1
-    out = torch.zeros(N, C_out, H_out, W_out, dtype=x.dtype)
+    out = x.new_zeros(N, C_out, H_out, W_out)
     for i in range(H_out):
         for j in range(W_out):
             patch = x[:, :, i * stride:i * stride + kh, j * stride:j * stride + kw]

@@ -100,7 +100,7 @@ def test_q_sample_check(capsys):
 
 def ddpm_ok(model_eps, x_t, t, schedule, noise):
     betas, alphas, abar = schedule
-    eps = model_eps(x_t, torch.full((len(x_t),), t, dtype=torch.long))
+    eps = model_eps(x_t, torch.full((len(x_t),), t, dtype=torch.long, device=x_t.device))
     mean = (x_t - betas[t] / (1 - abar[t]).sqrt() * eps) / alphas[t].sqrt()
     if t == 0:
         return mean
@@ -111,7 +111,7 @@ def ddpm_ok(model_eps, x_t, t, schedule, noise):
 def ddpm_via_x0(model_eps, x_t, t, schedule, noise):
     """Correct, written differently: predict x0, then the posterior mean formula."""
     betas, alphas, abar = schedule
-    eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.int64))
+    eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.int64, device=x_t.device))
     x0 = (x_t - (1 - abar[t]).sqrt() * eps) / abar[t].sqrt()
     prev = abar[t - 1] if t > 0 else torch.ones((), dtype=abar.dtype)
     mean = prev.sqrt() * betas[t] / (1 - abar[t]) * x0 + alphas[t].sqrt() * (1 - prev) / (1 - abar[t]) * x_t

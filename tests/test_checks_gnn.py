@@ -23,16 +23,16 @@ def _verdict(check, fn, capsys) -> bool:
 
 def adjacency_ok(edge_index, num_nodes):
     """The notebook's solution."""
-    A = torch.zeros(num_nodes, num_nodes)
+    A = torch.zeros(num_nodes, num_nodes, device=edge_index.device)
     A[edge_index[1], edge_index[0]] = 1.0
-    A_tilde = A + torch.eye(num_nodes)
+    A_tilde = A + torch.eye(num_nodes, device=edge_index.device)
     d_inv_sqrt = A_tilde.sum(1).rsqrt()
     return d_inv_sqrt[:, None] * A_tilde * d_inv_sqrt[None, :]
 
 
 def adjacency_sparse(edge_index, num_nodes):
     """Correct, written differently: add self-loop edges, per-edge weights, a sparse tensor made dense."""
-    loops = torch.arange(num_nodes).repeat(2, 1)
+    loops = torch.arange(num_nodes, device=edge_index.device).repeat(2, 1)
     ei = torch.cat([edge_index, loops], dim=1)
     deg = torch.bincount(ei[1], minlength=num_nodes).double()
     w = (deg[ei[0]] * deg[ei[1]]).pow(-0.5)
@@ -159,9 +159,9 @@ class GCNLayerScatter(nn.Module):
 
     def forward(self, x, edge_index):
         n = x.shape[0]
-        loops = torch.arange(n).repeat(2, 1)
+        loops = torch.arange(n, device=x.device).repeat(2, 1)
         src, dst = torch.cat([edge_index, loops], dim=1)
-        deg = torch.zeros(n).index_add_(0, dst, torch.ones(len(dst)))
+        deg = x.new_zeros(n).index_add_(0, dst, x.new_ones(len(dst)))
         norm = (deg[src] * deg[dst]).rsqrt()
         h = self.lin(x)
         return torch.zeros_like(h).index_add_(0, dst, norm[:, None] * h[src]) + self.bias
@@ -251,11 +251,11 @@ def attention_ok(q, k, v, edge_index):
     src, dst = edge_index
     n = q.shape[0]
     scores = (q[dst] * k[src]).sum(-1) / math.sqrt(q.shape[-1])          # (E,)
-    top = torch.full((n,), -math.inf, dtype=scores.dtype).scatter_reduce(0, dst, scores, "amax")
+    top = torch.full((n,), -math.inf, dtype=scores.dtype, device=q.device).scatter_reduce(0, dst, scores, "amax")
     w = (scores - top[dst]).exp()
-    denom = torch.zeros(n, dtype=scores.dtype).index_add_(0, dst, w)
+    denom = torch.zeros(n, dtype=scores.dtype, device=q.device).index_add_(0, dst, w)
     alpha = w / denom[dst]
-    return torch.zeros(n, v.shape[-1], dtype=v.dtype).index_add_(0, dst, alpha[:, None] * v[src])
+    return torch.zeros(n, v.shape[-1], dtype=v.dtype, device=q.device).index_add_(0, dst, alpha[:, None] * v[src])
 
 
 def attention_pyg(q, k, v, edge_index):
@@ -264,22 +264,22 @@ def attention_pyg(q, k, v, edge_index):
 
     src, dst = edge_index
     alpha = softmax((q[dst] * k[src]).sum(-1) / q.shape[-1] ** 0.5, dst, num_nodes=q.shape[0])
-    out = torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype)
+    out = torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype, device=q.device)
     return out.index_add(0, dst, alpha.unsqueeze(-1) * v[src])
 
 
 def attention_global_softmax(q, k, v, edge_index):
     src, dst = edge_index
     alpha = torch.softmax((q[dst] * k[src]).sum(-1) / math.sqrt(q.shape[-1]), dim=0)
-    return torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype).index_add_(0, dst, alpha[:, None] * v[src])
+    return torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype, device=q.device).index_add_(0, dst, alpha[:, None] * v[src])
 
 
 def _attention_no_max(q, k, v, edge_index, group):
     """Softmax without max subtraction, normalised over the edges sharing edge_index[group]."""
     src, dst = edge_index
     w = ((q[dst] * k[src]).sum(-1) / math.sqrt(q.shape[-1])).exp()
-    alpha = w / torch.zeros(q.shape[0], dtype=w.dtype).index_add_(0, edge_index[group], w)[edge_index[group]]
-    return torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype).index_add_(0, dst, alpha[:, None] * v[src])
+    alpha = w / torch.zeros(q.shape[0], dtype=w.dtype, device=q.device).index_add_(0, edge_index[group], w)[edge_index[group]]
+    return torch.zeros(q.shape[0], v.shape[-1], dtype=v.dtype, device=q.device).index_add_(0, dst, alpha[:, None] * v[src])
 
 
 def attention_grouped_by_source(q, k, v, edge_index):
@@ -302,17 +302,17 @@ def attention_amax_from_zero(q, k, v, edge_index):
     src, dst = edge_index
     n = q.shape[0]
     scores = (q[dst] * k[src]).sum(-1) / math.sqrt(q.shape[-1])
-    top = torch.zeros(n, dtype=scores.dtype).scatter_reduce(0, dst, scores, "amax")
+    top = torch.zeros(n, dtype=scores.dtype, device=q.device).scatter_reduce(0, dst, scores, "amax")
     w = (scores - top[dst]).exp()
-    alpha = w / torch.zeros(n, dtype=scores.dtype).index_add_(0, dst, w)[dst]
-    return torch.zeros(n, v.shape[-1], dtype=v.dtype).index_add_(0, dst, alpha[:, None] * v[src])
+    alpha = w / torch.zeros(n, dtype=scores.dtype, device=q.device).index_add_(0, dst, w)[dst]
+    return torch.zeros(n, v.shape[-1], dtype=v.dtype, device=q.device).index_add_(0, dst, alpha[:, None] * v[src])
 
 
 def attention_float32_buffers(q, k, v, edge_index):
     """Correct softmax, but the output buffer is zeros(N, d_v) in the default dtype: index_add_ of float64 fails."""
     src, dst = edge_index
-    alpha = attention_ok(q, k, torch.eye(q.shape[0], dtype=v.dtype), edge_index)[dst, src]   # alpha per edge
-    return torch.zeros(q.shape[0], v.shape[-1]).index_add_(0, dst, alpha[:, None] * v[src])
+    alpha = attention_ok(q, k, torch.eye(q.shape[0], dtype=v.dtype, device=q.device), edge_index)[dst, src]   # alpha per edge
+    return torch.zeros(q.shape[0], v.shape[-1], device=q.device).index_add_(0, dst, alpha[:, None] * v[src])
 
 
 def test_attention_message_passing_check(capsys):

@@ -21,7 +21,7 @@ def _verdict(check, fn, capsys) -> bool:
 def conv_matrix_basis(kernel, input_size, stride=1, padding=0):
     """Correct, written differently: convolve every basis image."""
     H, W = input_size
-    eye = torch.eye(H * W, dtype=kernel.dtype).reshape(H * W, 1, H, W)
+    eye = torch.eye(H * W, dtype=kernel.dtype, device=kernel.device).reshape(H * W, 1, H, W)
     cols = F.conv2d(eye, kernel[None, None], stride=stride, padding=padding)  # (HW, 1, Ho, Wo)
     return cols.reshape(H * W, -1).T
 

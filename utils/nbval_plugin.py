@@ -8,7 +8,9 @@ in the same kernel: it reads the notebook's ``results`` dict, writes it to
 (the statistical tier, :mod:`utils.regression`).
 
 Options: ``--results-dir DIR`` (where the JSON files go), ``--no-bands`` (write the
-results, compare nothing: for a new notebook before its first sweep).
+results, compare nothing: for a new notebook before its first sweep), ``--timings FILE``
+(write each notebook's seconds, kernel start included, and the device to a JSON file:
+``make gpu-check`` uses it).
 """
 
 from __future__ import annotations
@@ -35,6 +37,42 @@ def pytest_addoption(parser):
                     help="folder for each notebook's results JSON (default reports/results)")
     group.addoption("--no-bands", action="store_true",
                     help="write the results JSON but compare nothing with the baselines")
+    group.addoption("--timings", default=None,
+                    help="write per-notebook seconds and the device to this JSON file")
+
+
+_SECONDS: dict[str, float] = {}
+_OUTCOMES: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report):
+    """Add up the seconds of every phase of every item of a notebook (kernel start included)."""
+    notebook = report.nodeid.split("::")[0]
+    if not notebook.endswith(".ipynb"):
+        return
+    _SECONDS[notebook] = _SECONDS.get(notebook, 0.0) + report.duration
+    if report.failed:
+        _OUTCOMES[notebook] = "failed"
+    else:
+        _OUTCOMES.setdefault(notebook, "passed")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    path = session.config.getoption("timings", None)
+    if not path or not _SECONDS:
+        return
+    from .device import describe_environment
+
+    env = describe_environment()
+    record = {
+        "device": env.get("gpu", env.get("device")),
+        "torch": env.get("torch"),
+        "notebooks": {Path(nb).stem: {"seconds": round(sec, 1), "outcome": _OUTCOMES.get(nb, "passed")}
+                      for nb, sec in sorted(_SECONDS.items())},
+        "total_seconds": round(sum(_SECONDS.values()), 1),
+    }
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(record, indent=1) + "\n")
 
 
 def _is_notebook_cell(item) -> bool:

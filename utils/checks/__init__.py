@@ -10,9 +10,9 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
-__all__ = ["Case", "compare_values", "run_check", "adversarial", "attention", "backprop",
+__all__ = ["Case", "compare_values", "device_case", "run_check", "adversarial", "attention", "backprop",
            "convolution", "detection", "diffusion", "gan", "gnn", "perceptron", "qlearning",
            "resnet", "rnn", "segmentation", "selfsupervised", "setup", "training", "vae"]
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_fgsm", "check_gram_matrix", "check_pgd", "check_saliency_map"]
 
@@ -176,6 +176,7 @@ def check_saliency_map(saliency_map: Callable) -> bool:
         Case("CNN on 3-channel images, N = 3", test=_compare_case(cnn(1, 3, channels=3), {}, _ref_saliency,
                                                                   "saliency_map")),
         Case("a single image (N = 1)", test=_compare_case(cnn(2, 1), {}, _ref_saliency, "saliency_map")),
+        device_case(inputs=lambda: (_cnn(5), _images(5, 3), _labels(5, 3))),
     ]
     return run_check(
         "saliency_map(model, x, target)", saliency_map, cases,
@@ -242,6 +243,7 @@ def check_fgsm(fgsm: Callable) -> bool:
         Case("eps = 0 returns x", test=_compare_case(cnn(2, 3), {"eps": 0.0}, lambda m, x, y, eps: x, "fgsm")),
         Case("invariants: range [0, 1], ||delta||_inf <= eps, loss goes up, model untouched",
              test=_invariant_case(cnn(3, 8), lambda fn, m, x, y: fn(m, x, y, 0.05), 0.05, "fgsm")),
+        device_case(inputs=lambda: (_cnn(5), _images(5, 3), _labels(5, 3), 0.1)),
     ]
     return run_check(
         "fgsm(model, x, y, eps)", fgsm, cases,
@@ -283,6 +285,7 @@ def check_pgd(pgd: Callable) -> bool:
              test=_compare_case(cnn(2, 3), {"eps": 0.1, "alpha": 0.02, "steps": 0}, lambda m, x, *a, **k: x, "pgd")),
         Case("invariants: range [0, 1], ||delta||_inf <= eps, loss goes up, model untouched",
              test=_invariant_case(cnn(3, 8), lambda fn, m, x, y: fn(m, x, y, 0.05, 0.02, 6), 0.05, "pgd")),
+        device_case(inputs=lambda: (_cnn(5), _images(5, 3), _labels(5, 3), 0.1, 0.025, 3)),
     ]
     return run_check(
         "pgd(model, x, y, eps, alpha, steps)", pgd, cases,
@@ -330,6 +333,7 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
         Case("one pixel: G = f f^T, (2, 4, 1, 1)", args=(randn(2, 4, 1, 1, seed=3),), expected=reference, atol=1e-9),
         Case("float32 in, float32 out", test=dtype_case),
         Case("differentiable (style losses backpropagate through it)", test=grad_case),
+        device_case(randn(2, 3, 4, 5, seed=7)),
     ]
     return run_check(
         "gram_matrix(features)", gram_matrix, cases,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check, to_device
 
 __all__ = ["check_attention_weights", "check_multi_head_attention", "check_positional_encoding",
            "check_scaled_dot_product_attention", "reference_positional_encoding"]
@@ -99,6 +99,7 @@ def check_attention_weights(attention_weights: Callable) -> bool:
     """Check ``attention_weights(q, k, mask=None)`` -> (..., T, S) softmax weights."""
     cases = [Case(name, test=_diagnosed(args, kwargs, _sdpa_weights))
              for name, args, kwargs in _attention_cases(with_v=False)]
+    cases.append(device_case(*_qkv(9, (2,), 5, 5, 4)[:2], mask=_causal(5, 5)))
     return run_check(
         "attention_weights(q, k, mask=None)", attention_weights, cases,
         hint="scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); where mask is False set the score "
@@ -116,6 +117,7 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
 
     cases = [Case(name, test=_diagnosed(args, kwargs, reference))
              for name, args, kwargs in _attention_cases(with_v=True)]
+    cases.append(device_case(*_qkv(9, (2,), 5, 5, 4), mask=_causal(5, 5)))
     return run_check(
         "scaled_dot_product_attention(q, k, v, mask=None)", scaled_dot_product_attention, cases,
         hint="return attention_weights(q, k, mask) @ v: softmax(q k^T / sqrt(d_k)) with masked scores set to "
@@ -186,6 +188,8 @@ def check_multi_head_attention(MultiHeadAttention) -> bool:
                                                     mask=_padding_mask([5, 2, 4], 5).expand(3, 4, 5))),
         Case("one head (= single attention with projections)", test=case(6, 1, 3, 4, 4, seed=4)),
         Case("d_model = 12, 3 heads of size 4", test=case(12, 3, 1, 7, 7, seed=5)),
+        device_case(run=lambda cls, device: cls(8, 2).to(device)(
+            *to_device(_qkv(9, (2,), 5, 5, 8), device), mask=to_device(_causal(5, 5), device))),
     ]
     return run_check(
         "MultiHeadAttention(d_model, num_heads)", MultiHeadAttention, cases,

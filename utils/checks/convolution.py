@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, run_check
+from .core import Case, device_case, run_check
 
 __all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
 
@@ -48,6 +48,7 @@ def check_conv2d(conv2d: Callable) -> bool:
         return None
 
     cases.append(Case("fast enough: batch 8, 16 channels, 64x64 (under 2 s)", test=speed))
+    cases.append(device_case(rand(2, 3, 7, 6), rand(4, 3, 3, 3), rand(4), stride=2, padding=1))
     return run_check(
         "conv2d(x, weight, bias, stride, padding)", conv2d, cases,
         hint="which cases fail tells you what to fix: all but the 1x1 case -> the kernel is flipped "

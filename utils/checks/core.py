@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import math
+import re
+import sysconfig
 import traceback
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "compare_values", "run_check", "PASS", "FAIL"]
+__all__ = ["Case", "compare_values", "run_check", "device_case", "probe_device", "to_device", "Note",
+           "PASS", "FAIL"]
 
 PASS, FAIL = "✓", "✗"
 
@@ -122,8 +125,9 @@ def compare_values(expected, got, *, atol: float = 1e-6, rtol: float = 1e-5,
         if got.requires_grad and not expected.requires_grad:
             got = got.detach()
         if got.dtype != expected.dtype and (expected.dtype.is_floating_point or got.dtype.is_floating_point):
-            return (f"{path} dtype: expected {expected.dtype}, got {got.dtype} (keep the inputs' dtype: create new "
-                    f"tensors with dtype=x.dtype or torch.zeros_like(x), or convert with .to({expected.dtype}))")
+            return (f"{path} dtype: expected {expected.dtype}, got {got.dtype} (keep the inputs' dtype and device: "
+                    f"create new tensors with x.new_zeros(...) or torch.zeros_like(x), or convert with "
+                    f".to({expected.dtype}))")
         return _compare_arrays(expected.detach().cpu().numpy(), got.detach().cpu().numpy(),
                                atol, rtol, path)
     if isinstance(expected, np.ndarray):
@@ -166,13 +170,21 @@ def _clone(value):
     return copy.deepcopy(value)
 
 
+def _is_library_frame(filename: str) -> bool:
+    name = filename.replace("\\", "/")
+    return ("/site-packages/" in name or "/dist-packages/" in name or "utils/checks/" in name
+            or name.startswith(_STDLIB))
+
+
+_STDLIB = sysconfig.get_paths()["stdlib"].replace("\\", "/")
+
+
 def _describe(exc: BaseException) -> str:
-    frames = traceback.extract_tb(exc.__traceback__)
+    """'raised Type: message (line N: code)', the line being the last one of the student's code."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_library_frame(f.filename)]
     where = ""
-    if frames:
-        last = frames[-1]
-        if "utils/checks" not in last.filename.replace("\\", "/"):
-            where = f" (line {last.lineno}: {last.line})" if last.line else ""
+    if frames and frames[-1].line:
+        where = f" (line {frames[-1].lineno}: {frames[-1].line})"
     text = str(exc).splitlines()[0] if str(exc) else ""
     return f"raised {type(exc).__name__}: {text}{where}"
 
@@ -195,20 +207,27 @@ def run_check(title: str, student_fn: Callable, cases: Sequence[Case], *,
 
 
 class _isolated_rng:
-    """Save and restore Python's, NumPy's and torch's global RNG states around a check, so a
-    check never changes what the rest of the notebook draws."""
+    """Save and restore Python's, NumPy's and torch's RNG states around a check (CPU, and CUDA
+    and MPS where in use: ``torch.manual_seed`` in a check reseeds every device), so a check
+    never changes what the rest of the notebook draws."""
 
     def __enter__(self):
         import random
 
         self._py = random.getstate()
         self._np = np.random.get_state()
+        self._torch = self._cuda = self._mps = None
         try:
             import torch
-
-            self._torch = torch.random.get_rng_state()
         except ImportError:  # pragma: no cover
-            self._torch = None
+            return self
+        self._torch = torch.random.get_rng_state()
+        if torch.cuda.is_available():
+            self._cuda = torch.cuda.get_rng_state_all()
+        mps = getattr(torch, "mps", None)
+        backend = getattr(torch.backends, "mps", None)
+        if mps is not None and backend is not None and backend.is_available():
+            self._mps = mps.get_rng_state()
         return self
 
     def __exit__(self, *exc):
@@ -220,7 +239,203 @@ class _isolated_rng:
             import torch
 
             torch.random.set_rng_state(self._torch)
+            if self._cuda is not None:
+                torch.cuda.set_rng_state_all(self._cuda)
+            if self._mps is not None:
+                torch.mps.set_rng_state(self._mps)
         return False
+
+
+class Note(str):
+    """A passing case's remark: a case test returns ``Note("...")`` to pass with a comment
+    (the device probe does when the stand-in device cannot decide)."""
+
+
+# ------------------------------------------------------------------------------- device probe
+#: the line every device probe prints; the same on every machine, so stored reports compare exactly
+DEVICE_CASE_NAME = "inputs on another device: the tensors it creates follow them"
+
+_MISMATCH = re.compile(
+    r"same device|expected device|on device \w+ is not|found at least two devices|"
+    r"device type tensor to numpy|has not been allocated on MPS|is on \w+ device|"
+    r"should be either on cpu or on the same device", re.IGNORECASE)
+
+
+def probe_device():
+    """The device a probe puts the inputs on: the accelerator :func:`utils.get_device` picks,
+    else PyTorch's ``meta`` device, a stand-in with shapes and dtypes but no data that raises
+    the same device-mismatch error as a GPU when a CPU tensor meets one of its tensors."""
+    import torch
+
+    from ..device import get_device
+
+    device = get_device()
+    return torch.device("meta") if device.type == "cpu" else device
+
+
+def to_device(value, device):
+    """Copy ``value`` to ``device``: tensors (``requires_grad`` kept; float64 becomes float32 on
+    MPS, which has no float64), modules (a deep copy), and tuples, lists and dicts of them."""
+    import torch
+
+    if _is_tensor(value):
+        moved = value.detach()
+        if device.type == "mps" and moved.dtype == torch.float64:
+            moved = moved.float()
+        moved = moved.to(device)
+        return moved.requires_grad_(True) if value.requires_grad and moved.is_floating_point() else moved
+    if isinstance(value, torch.nn.Module):
+        module = copy.deepcopy(value)
+        if device.type == "mps":
+            module = module.float()
+        return module.to(device)
+    if isinstance(value, tuple):
+        return tuple(to_device(v, device) for v in value)
+    if isinstance(value, list):
+        return [to_device(v, device) for v in value]
+    if isinstance(value, dict):
+        return {k: to_device(v, device) for k, v in value.items()}
+    return value
+
+
+def _tensors_in(value, path="output"):
+    if _is_tensor(value):
+        yield path, value
+    elif isinstance(value, (tuple, list)):
+        for i, v in enumerate(value):
+            yield from _tensors_in(v, f"{path}[{i}]")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            yield from _tensors_in(v, f"{path}[{k!r}]")
+
+
+def _where(device) -> str:
+    if device.type == "meta":
+        return "the 'meta' device (PyTorch's data-free stand-in for a GPU)"
+    return str(device)
+
+
+def _advice(name: str | None) -> str:
+    x = name or "x"
+    tail = "" if name else ", with x an input tensor"
+    return (f"create it on {x}'s device: device={x}.device in torch.zeros/arange/full/tensor(...), "
+            f"or {x}.new_zeros(...), torch.zeros_like({x}), torch.rand_like({x}){tail}")
+
+
+def _student_line(exc) -> str:
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_library_frame(f.filename)]
+    return f"line {frames[-1].lineno}: {frames[-1].line}" if frames and frames[-1].line else ""
+
+
+def _tensor_parameter(fn, args) -> str | None:
+    """The name of the student's first parameter that receives a tensor, for the advice."""
+    import inspect
+
+    try:
+        names = list(inspect.signature(fn).parameters)
+    except (TypeError, ValueError):
+        return None
+    return next((n for n, a in zip(names, args) if _is_tensor(a)), None)
+
+
+def _undecided(name: str | None) -> Note:
+    x = name or "<input>"
+    return Note("undecided here: your code needs tensor values (.item(), .tolist(), float(), an if on a "
+                f"tensor), which the stand-in lacks; make sure every torch.zeros/arange/full/tensor(...) "
+                f"you call has device={x}.device")
+
+
+def _device_failure(exc, device, name) -> str:
+    where, line = _where(device), _student_line(exc)
+    at = f" ({line})" if line else f" ({str(exc).splitlines()[0]})"
+    if "numpy" in str(exc).lower():
+        return (f"your code calls .numpy() on a tensor that is on {where}{at}: keep the computation in "
+                "torch (or call .cpu() first and move the result back)")
+    return f"your code created a tensor on the CPU while the inputs are on {where}{at}: {_advice(name)}"
+
+
+class _MetaIntoCpu(RuntimeError):
+    """Raised by the probe's guard: a meta tensor was written into, or used to index, a CPU tensor."""
+
+
+def _meta_write_guard():
+    """On the meta stand-in, writing a meta value into a CPU tensor (``M[i] = x[j]``) or indexing a
+    CPU tensor with meta indices fails with 'no data' rather than a device error; this mode turns it
+    into the device error a GPU gives (or the CPU result the output check then reports)."""
+    from torch.overrides import TorchFunctionMode
+
+    def tensors(values):
+        for v in values:
+            if isinstance(v, (tuple, list)):
+                yield from tensors(v)
+            elif _is_tensor(v):
+                yield v
+
+    class Guard(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            if getattr(func, "__name__", "") in ("__setitem__", "copy_", "index_put_", "index_put") and args:
+                target = args[0]
+                if _is_tensor(target) and target.device.type == "cpu" and any(
+                        t.device.type == "meta" for t in tensors(list(args[1:]) + list(kwargs.values()))):
+                    raise _MetaIntoCpu("a tensor on the inputs' device was written into a tensor on the CPU: "
+                                       "same device expected")
+            return func(*args, **kwargs)
+
+    return Guard()
+
+
+def device_case(*args, run: Callable | None = None, inputs: Callable | None = None, **kwargs) -> Case:
+    """A case that runs the student's function with its inputs on :func:`probe_device`.
+
+    Args:
+        args, kwargs: the inputs (tensors, modules, containers of them), copied to the device
+            with :func:`to_device`; the function is called as ``fn(*args, **kwargs)``.
+        inputs: instead of args, ``inputs()`` returns the argument tuple; it runs inside the check,
+            so inputs drawn from torch's global RNG do not change what the notebook draws.
+        run: instead of args, ``run(fn, device)`` calls the function itself (for callbacks and
+            classes) and returns what should live on ``device``.
+
+    The case fails with a message naming the device and the student's line when the function
+    mixes devices or returns a tensor elsewhere. On the meta stand-in, any other error comes
+    from the missing data (``.item()``, ``.tolist()``, branching on values) and is inconclusive:
+    the case passes with a note, so a correct solution never fails here (a wrong one fails the
+    CPU cases). On a real accelerator any error fails.
+    """
+    named: dict[str, str | None] = {"name": None}
+    if run is None:
+        def run(fn, device):
+            call_args = tuple(inputs()) if inputs is not None else args
+            named["name"] = _tensor_parameter(fn, call_args)
+            return fn(*to_device(call_args, device), **to_device(kwargs, device))
+
+    def test(fn):
+        import contextlib
+
+        device = probe_device()
+        guard = _meta_write_guard() if device.type == "meta" else contextlib.nullcontext()
+        try:
+            with guard:
+                out = run(fn, device)
+        except NotImplementedError as exc:
+            if not str(exc):                     # the unsolved stub: reported by the caller
+                raise
+            if device.type == "meta":
+                return _undecided(named["name"])
+            return f"with its inputs on {_where(device)} it {_describe(exc)}"
+        except Exception as exc:                 # noqa: BLE001 - classified below
+            if isinstance(exc, _MetaIntoCpu) or _MISMATCH.search(str(exc)):
+                return _device_failure(exc, device, named["name"])
+            if device.type == "meta":            # no data here: any other error is not a device error
+                return _undecided(named["name"])
+            return f"with its inputs on {_where(device)} it {_describe(exc)}"
+        for path, tensor in _tensors_in(out):
+            if tensor.device.type != device.type:
+                return (f"{path} is on {tensor.device.type} while the inputs are on {_where(device)}: "
+                        f"{_advice(named['name'])}")
+        return None
+
+    return Case(DEVICE_CASE_NAME, test=test)
 
 
 def _run_cases(title, student_fn, cases, hint) -> bool:
@@ -249,7 +464,10 @@ def _run_cases(title, student_fn, cases, hint) -> bool:
             break
         except Exception as exc:  # report, never raise into the notebook
             message = _describe(exc)
-        if message:
+        if isinstance(message, Note):
+            passed += 1
+            print(f"  {PASS} {case.name} ({message})")
+        elif message:
             print(f"  {FAIL} {case.name}: {message}")
         else:
             passed += 1

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_box_iou", "check_nms", "check_decode_yolo", "check_average_precision",
            "reference_decode_yolo", "random_boxes"]
@@ -33,6 +33,7 @@ def check_box_iou(box_iou: Callable) -> bool:
              expected=tv_box_iou, atol=1e-6),
         Case("nested box", (torch.tensor([[0.0, 0, 10, 10]]), torch.tensor([[2.0, 2, 4, 6]])), expected=tv_box_iou, atol=1e-6),
         Case("empty second set -> shape (N, 0)", (a, torch.zeros(0, 4)), expected=tv_box_iou, atol=1e-6),
+        device_case(a, b),
     ]
     return run_check(
         "box_iou(boxes1, boxes2)", box_iou, cases,
@@ -75,6 +76,7 @@ def check_nms(nms: Callable) -> bool:
                               "(suppress only if IoU > threshold)")
 
     cases.append(Case("IoU exactly at the threshold is kept", test=tie_case))
+    cases.append(device_case(random_boxes(10, g), torch.rand(10, generator=g), 0.5))
     return run_check(
         "nms(boxes, scores, iou_threshold)", nms, cases,
         hint="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
@@ -89,7 +91,8 @@ def reference_decode_yolo(output, anchors, stride):
     N, _, S, _ = output.shape
     B = anchors.shape[0]
     out = output.reshape(N, B, -1, S, S).permute(0, 3, 4, 1, 2)            # (N, S_y, S_x, B, 5 + C)
-    cy, cx = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+    cells = torch.arange(S, device=output.device)
+    cy, cx = torch.meshgrid(cells, cells, indexing="ij")
     bx = (cx[None, :, :, None] + torch.sigmoid(out[..., 0])) * stride
     by = (cy[None, :, :, None] + torch.sigmoid(out[..., 1])) * stride
     bw = anchors[:, 0] * torch.exp(out[..., 2])
@@ -140,6 +143,7 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
         Case("1 image, 1 anchor, 2 classes, 4x4 grid, stride 16", test=random_case(1, 1, 2, 4, 16)),
         Case("2 images, 3 anchors, 3 classes, 8x8 grid, stride 8", test=random_case(2, 3, 3, 8, 8)),
         Case("1 image, 2 anchors, 1 class, 5x5 grid, stride 32", test=random_case(1, 2, 1, 5, 32)),
+        device_case(inputs=lambda: (torch.randn(2, 3 * 7, 4, 4), torch.rand(3, 2) * 20 + 4, 8)),
     ]
     return run_check(
         "decode_yolo(output, anchors, stride)", decode_yolo, cases,
@@ -172,6 +176,7 @@ def check_average_precision(average_precision: Callable) -> bool:
         Case("no true positive -> 0", (s[:4], torch.zeros(4, dtype=torch.long), 3), expected=reference, atol=1e-6),
         Case("known value: TP, FP, TP with 4 objects", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 1]), 4),
              expected=0.25 * 1.0 + 0.25 * (2 / 3), atol=1e-6),
+        device_case(s, tp, int(tp.sum()) + 6),
     ]
     return run_check(
         "average_precision(scores, is_tp, num_gt)", average_precision, cases,

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check, to_device
 
 __all__ = ["check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_schedule"]
 
@@ -134,6 +134,7 @@ def check_q_sample(q_sample: Callable) -> bool:
         Case("t = 0 is almost x0", inputs((3, 4), torch.zeros(3, dtype=torch.long)), expected=expected, atol=1e-12),
         Case("t = T - 1 is almost the noise", inputs((3, 4), torch.full((3,), 199)), expected=expected, atol=1e-12),
         Case("a single sample (1, 3)", inputs((1, 3), torch.tensor([77])), expected=expected, atol=1e-12),
+        device_case(*inputs((5, 1, 8, 8), t5)),
     ]
     return run_check(
         "q_sample(x0, t, noise, alpha_bars)", q_sample, cases,
@@ -185,16 +186,26 @@ def check_ddpm_step(ddpm_step: Callable) -> bool:
             return msg
         return test
 
+    def on_device(fn, device):
+        x_t, noise = (to_device(torch.randn(4, 2), device) for _ in range(2))
+        on = to_device(schedule, device)
+
+        def model_eps(x, t_batch):                              # like the lab's time embedding: the
+            return x * (1 + t_batch[:, None].to(x.dtype) * on[0][:1])   # steps meet a device tensor
+
+        return [fn(model_eps, x_t, t, on, noise) for t in (10, 0)]
+
     cases = [
         Case("2-D points, t = 100: mean = posterior mean, std = sqrt(beta_tilde)", test=case((6, 2), 100, 0)),
         Case("images (3, 1, 8, 8), t = 10", test=case((3, 1, 8, 8), 10, 1)),
         Case("t = 1 (beta_tilde uses alpha_bar[0])", test=case((4, 3), 1, 2)),
         Case("t = 199, the first reverse step", test=case((4, 2), 199, 3)),
         Case("t = 0: the mean, no noise added", test=case((5, 2), 0, 4)),
+        device_case(run=on_device),
     ]
     return run_check(
         "ddpm_step(model_eps, x_t, t, schedule, noise)", ddpm_step, cases,
-        hint="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long)); mean = (x_t - beta_t / "
+        hint="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long, device=x_t.device)); mean = (x_t - beta_t / "
              "sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); beta_tilde = (1 - alpha_bar_{t-1}) / "
              "(1 - alpha_bar_t) * beta_t; return mean + sqrt(beta_tilde) * noise for t > 0 and mean at t = 0",
     )

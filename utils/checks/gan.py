@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check, to_device
 
 __all__ = ["check_discriminator_loss", "check_generator_loss", "reference_discriminator_loss",
            "reference_generator_loss"]
@@ -72,6 +72,7 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
         Case("float32 logits of size 200-300: finite (stay in logit space)", (big_r, big_f),
              expected=reference_discriminator_loss, atol=1e-3, rtol=1e-6),
         Case("gradients equal the reference's", test=_grad_case(reference_discriminator_loss, r1, f5)),
+        device_case(r1, f5),
     ]
     return run_check(
         "discriminator_loss(real_logits, fake_logits)", discriminator_loss, cases,
@@ -104,6 +105,7 @@ def check_generator_loss(generator_loss: Callable) -> bool:
              test=_grad_case(reference_generator_loss, confident_d)),
         Case("gradients, saturating, D confident (logit -8): vanishing signal",
              test=_grad_case(reference_generator_loss, confident_d, saturating=True)),
+        device_case(run=lambda fn, device: [fn(to_device(f1, device), saturating=s) for s in (False, True)]),
     ]
     return run_check(
         "generator_loss(fake_logits, saturating)", generator_loss, cases,

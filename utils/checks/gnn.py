@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_attention_message_passing", "check_gcn_layer", "check_normalized_adjacency",
            "check_polynomial_filter", "reference_normalized_adjacency", "undirected_edge_index"]
@@ -32,11 +32,11 @@ def reference_normalized_adjacency(edge_index, num_nodes: int):
     """Dense D~^-1/2 (A + I) D~^-1/2 with D~ the degrees of A + I; float32 (N, N)."""
     import torch
 
-    A = torch.zeros(num_nodes, num_nodes, dtype=torch.float64)
+    A = torch.zeros(num_nodes, num_nodes, device=edge_index.device)
     A[edge_index[1], edge_index[0]] = 1.0                                 # message j -> i in row i
-    A_tilde = A + torch.eye(num_nodes, dtype=torch.float64)
+    A_tilde = A + torch.eye(num_nodes, device=edge_index.device)
     d = A_tilde.sum(1).rsqrt()
-    return (d[:, None] * A_tilde * d[None, :]).float()
+    return d[:, None] * A_tilde * d[None, :]
 
 
 def _random_graph(n, p, seed):
@@ -83,6 +83,7 @@ def check_normalized_adjacency(normalized_adjacency: Callable) -> bool:
         Case("random graph, 12 nodes", (_random_graph(12, 0.3, 0), 12), expected=ref),
         Case("random graph, 40 nodes", (_random_graph(40, 0.1, 2), 40), expected=ref),
         Case("symmetric, largest eigenvalue 1", test=symmetric_case),
+        device_case(_random_graph(12, 0.3, 0), 12),
     ]
     return run_check(
         "normalized_adjacency(edge_index, num_nodes)", normalized_adjacency, cases,
@@ -150,6 +151,7 @@ def check_polynomial_filter(polynomial_filter: Callable) -> bool:
         Case("float32 input stays float32", (rand.float(), x_of(15).float(), [1.0, -0.2]),
              expected=_eig_filter, atol=1e-5),
         Case("a degree-2 filter is 2-hop local", test=local_case),
+        device_case(rand, x_of(15, 2), [1.0, -0.5, 0.1]),
     ]
     return run_check(
         "polynomial_filter(L, x, coeffs)", polynomial_filter, cases,
@@ -245,6 +247,8 @@ def check_gcn_layer(GCNLayer: type) -> bool:  # noqa: N803 - the class is the ar
         Case("random graph, 50 nodes, 16 -> 16 features",
              test=forward_case(_random_graph(50, 0.08, 6), 50, 16, 16, 3)),
         Case("gradients reach lin.weight and bias", test=grad_case),
+        device_case(run=lambda cls, device: cls(5, 3).to(device)(
+            torch.randn(12, 5, device=device), _random_graph(12, 0.3, 0).to(device))),
     ]
     return run_check(
         "GCNLayer(in_features, out_features)", GCNLayer, cases,
@@ -325,6 +329,7 @@ def check_attention_message_passing(attention_message_passing: Callable) -> bool
              test=_attention_case(*qkv(7, 4, 3, scale=300.0), complete(7), atol=1e-8, large_scores=True)),
         Case("large negative scores (q = 30 (1 + noise), k = -q: all scores near -1800), N = 6",
              test=_attention_case(q_neg, -q_neg, v_neg, complete(6), atol=1e-8, large_scores=True)),
+        device_case(*qkv(6, 4, 3), directed),
     ]
     return run_check(
         "attention_message_passing(q, k, v, edge_index)", attention_message_passing, cases,

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_perceptron_fit", "check_hinge_loss", "check_softmax_cross_entropy",
            "reference_perceptron_fit"]
@@ -127,6 +127,7 @@ def check_hinge_loss(hinge_loss: Callable) -> bool:
         Case("a sum over samples, not a mean (N=30, lam=0)", (s, y, w, 0.0),
              expected=_ref_hinge, atol=1e-8, rtol=1e-8),
         Case("gradients w.r.t. w and the scores (autograd)", test=grad_case),
+        device_case(s, y, w, 0.3),
     ]
     return run_check(
         "hinge_loss(scores, y, w, lam)", hinge_loss, cases,
@@ -166,6 +167,7 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
         Case("huge logits (+-1000): numerically stable, finite", (big, big_y),
              expected=F.cross_entropy, atol=1e-4),
         Case("gradient equals PyTorch's (float64)", test=grad_case),
+        device_case(logits, y),
     ]
     return run_check(
         "softmax_cross_entropy(logits, y)", softmax_cross_entropy, cases,

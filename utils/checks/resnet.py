@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..training import count_params
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_basic_block", "check_resnet18", "check_conv_grad_norms"]
 
@@ -84,6 +84,7 @@ def check_basic_block(BasicBlock: Callable) -> bool:
         Case("forward equals torchvision's with its weights (eval mode)", test=forward_case(16, 16, 1, False)),
         Case("forward equals torchvision's, 8 -> 16, stride 2 (train mode)", test=forward_case(8, 16, 2, True)),
         Case("zero-init: a fresh block returns its (non-negative) input exactly", test=zero_init_case),
+        device_case(run=lambda cls, device: cls(8, 16, 2).to(device)(torch.randn(2, 8, 8, 8, device=device))),
     ]
     return run_check(
         "BasicBlock(in_channels, out_channels, stride)", BasicBlock, cases,
@@ -140,6 +141,7 @@ def check_resnet18(resnet18: Callable) -> bool:
         Case("output shape (2, 10) for 3x64x64 inputs", test=shape_case(10, 64)),
         Case("output shape (2, 7) for 3x32x32 inputs (adaptive pooling)", test=shape_case(7, 32)),
         Case("224x224 input -> 512 x 7 x 7 before pooling (stem and strides)", test=feature_map_case),
+        device_case(run=lambda fn, device: fn(10).to(device)(torch.randn(2, 3, 32, 32, device=device))),
     ]
     return run_check(
         "resnet18(num_classes)", resnet18, cases,

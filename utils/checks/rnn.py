@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check, to_device
 
 __all__ = ["check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward", "reference_rnn_forward",
            "reference_lstm_cell"]
@@ -21,7 +21,7 @@ def reference_rnn_forward(x, h0, W_xh, W_hh, b):
     import torch
 
     H, D = W_xh.shape
-    rnn = torch.nn.RNN(D, H, nonlinearity="tanh").to(x.dtype)
+    rnn = torch.nn.RNN(D, H, nonlinearity="tanh", device=x.device, dtype=x.dtype)
     with torch.no_grad():
         rnn.weight_ih_l0.copy_(W_xh)
         rnn.weight_hh_l0.copy_(W_hh)
@@ -36,7 +36,7 @@ def reference_lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
     import torch
 
     H, D = weight_hh.shape[1], weight_ih.shape[1]
-    cell = torch.nn.LSTMCell(D, H).to(x.dtype)
+    cell = torch.nn.LSTMCell(D, H, device=x.device, dtype=x.dtype)
     with torch.no_grad():
         for name, value in (("weight_ih", weight_ih), ("weight_hh", weight_hh),
                             ("bias_ih", bias_ih), ("bias_hh", bias_hh)):
@@ -79,6 +79,7 @@ def check_rnn_forward(rnn_forward: Callable) -> bool:
         Case("T = 1, N = 1", inputs(1, 1, 2, 5), expected=reference_rnn_forward, atol=1e-10),
         Case("large weights (tanh saturates)", inputs(8, 2, 3, 5, scale=3.0), expected=reference_rnn_forward,
              atol=1e-10),
+        device_case(*inputs(5, 3, 4, 6)),
     ]
     return run_check(
         "rnn_forward(x, h0, W_xh, W_hh, b)", rnn_forward, cases,
@@ -140,6 +141,7 @@ def check_lstm_cell(lstm_cell: Callable) -> bool:
         Case("N = 1, D = 1, H = 1", inputs(1, 1, 1), expected=reference_lstm_cell, atol=1e-10),
         Case("large weights (saturated gates)", inputs(4, 3, 5, scale=4.0), expected=reference_lstm_cell,
              atol=1e-10),
+        device_case(*inputs(3, 4, 5)),
     ]
     return run_check(
         "lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)", lstm_cell, cases,
@@ -186,12 +188,20 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
             return None
         return test
 
+    def on_device(fn, device):
+        params = [torch.nn.Parameter(p.detach()) for p in to_device(make_params(5, 3.0), device)]
+        for p, q in zip(params, make_params(5, 3.0)):
+            p.grad = to_device(q.grad, device)
+        total = fn(params, 1.0)
+        return total, [p.grad for p in params]
+
     cases = [
         Case("total norm above max_norm: every grad scaled by the same factor", test=case(0, 3.0, 1.0)),
         Case("total norm below max_norm: grads unchanged", test=case(1, 0.1, 10.0)),
         Case("a parameter without .grad is skipped", test=case(2, 2.0, 0.5, with_none=True)),
         Case("parameters given as a generator (model.parameters())", test=case(3, 2.0, 1.0, as_generator=True)),
         Case("huge gradients, max_norm = 5", test=case(4, 1e6, 5.0)),
+        device_case(run=on_device),
     ]
     return run_check(
         "clip_grad_norm(parameters, max_norm)", clip_grad_norm, cases,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..training import count_params
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_conv_matrix", "check_iou_per_class", "check_unet", "reference_conv_matrix"]
 
@@ -21,7 +21,7 @@ def reference_conv_matrix(kernel, input_size, stride=1, padding=0):
         x = flat.reshape(1, 1, H, W)
         return F.conv2d(x, kernel[None, None].to(flat.dtype), stride=stride, padding=padding).reshape(-1)
 
-    return torch.autograd.functional.jacobian(conv, torch.zeros(H * W, dtype=kernel.dtype))
+    return torch.autograd.functional.jacobian(conv, kernel.new_zeros(H * W))
 
 
 def check_conv_matrix(conv_matrix: Callable) -> bool:
@@ -58,12 +58,13 @@ def check_conv_matrix(conv_matrix: Callable) -> bool:
         case("padding 1 (zero rows and columns have no entries)", (3, 3), (4, 5), 1, 1),
         case("stride 2, padding 1, 3x3 on 5x5 (transpose = conv_transpose2d)", (3, 3), (5, 5), 2, 1),
         case("stride 2, 2x2 kernel on 6x6", (2, 2), (6, 6), 2, 0),
+        device_case(inputs=lambda: (torch.randn(3, 3), (5, 5), 1, 1)),
     ]
     return run_check(
         "conv_matrix(kernel, input_size, stride, padding)", conv_matrix, cases,
         hint="row r = (i, j) of the output, column c = (h, w) of the input: M[r, c] = kernel[u, v] with "
              "h = i * stride - padding + u and w = j * stride - padding + v; skip taps that fall in the "
-             "padding; keep the kernel's dtype",
+             "padding; allocate M with kernel.new_zeros(...) (the kernel's dtype and device)",
     )
 
 
@@ -93,6 +94,7 @@ def check_iou_per_class(iou_per_class: Callable) -> bool:
         Case("class 3 absent from both -> NaN", (absent_p, absent_t, 4), expected=reference, atol=1e-6),
         Case("a class only in the prediction -> IoU 0", (only_pred_p, only_pred, 2), expected=reference, atol=1e-6),
         Case("a single (H, W) map", (p[0], t[0], 4), expected=reference, atol=1e-6),
+        device_case(p, t, 4),
     ]
     return run_check(
         "iou_per_class(pred, target, num_classes)", iou_per_class, cases,
@@ -161,10 +163,12 @@ def check_unet(UNet: Callable) -> bool:
         Case("layout: channels c, 2c, 4c, concatenated skips (parameter count)", test=layout_case),
         Case("skips=False: same parameters, different output", test=skips_case),
         Case("every parameter receives a gradient", test=grad_case),
+        device_case(run=lambda cls, device: [cls(1, 3, 4, skips=skips).to(device)(torch.randn(2, 1, 16, 16, device=device))
+                                             for skips in (True, False)]),
     ]
     return run_check(
         "UNet(in_channels, num_classes, base_channels, skips=True)", UNet, cases,
         hint="encoder: double_conv -> max-pool 2 -> double_conv ...; decoder: ConvTranspose2d(kernel 2, "
              "stride 2) halves the channels, torch.cat with the encoder feature map of the same size "
-             "(zeros of that shape when skips=False), double_conv; a 1x1 conv head gives num_classes maps",
+             "(torch.zeros_like(skip) when skips=False: zeros on the skip's device), double_conv; a 1x1 conv head gives num_classes maps",
     )

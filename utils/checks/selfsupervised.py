@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_free_energy", "check_info_nce", "check_ista", "reference_free_energy",
            "reference_info_nce", "reference_ista", "lasso_solution"]
@@ -31,7 +31,7 @@ def reference_ista(y, W, lam: float, steps: int):
     import torch
 
     eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
-    z = torch.zeros(*y.shape[:-1], W.shape[1], dtype=y.dtype)
+    z = y.new_zeros(*y.shape[:-1], W.shape[1])
     for _ in range(steps):
         u = z - eta * (z @ W.T - y) @ W
         z = torch.sign(u) * torch.clamp(u.abs() - eta * lam, min=0)
@@ -56,7 +56,7 @@ def reference_info_nce(z1, z2, temperature: float):
     import torch.nn.functional as F
 
     logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
-    return F.cross_entropy(logits, torch.arange(len(z1)))
+    return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
 
 
 def _randn(seed, *shape, scale=1.0):
@@ -104,6 +104,7 @@ def check_free_energy(free_energy: Callable) -> bool:
         Case("large negative energies (~-450), beta = 10: finite", test=stable_case(-1.0)),
         Case("float32 in, float32 out", args=(_randn(2, 6, 9).float(), 1.5), expected=reference_free_energy,
              atol=1e-5, rtol=1e-5),
+        device_case(_randn(0, 3, 4, 50), 2.0),
     ]
     return run_check(
         "free_energy(E_grid, beta)", free_energy, cases,
@@ -179,6 +180,7 @@ def check_ista(ista: Callable) -> bool:
         Case("large lam: the code is exactly zero", test=zero_case),
         Case("lam = 0: the least-squares solution", test=least_squares_case),
         Case("float32 in, float32 out", test=float32_case),
+        device_case(*problem(5, 8, 12, N=3), 0.2, 5),
     ]
     return run_check(
         "ista(y, W, lam, steps)", ista, cases,
@@ -239,9 +241,10 @@ def check_info_nce(info_nce: Callable) -> bool:
         Case("gradients match", test=grad_case),
         Case("float32 in, float32 out", args=(_randn(8, 7, 5).float(), _randn(9, 7, 5).float(), 0.3),
              expected=reference_info_nce, atol=1e-5, rtol=1e-5),
+        device_case(_randn(0, 8, 16), _randn(1, 8, 16), 0.1),
     ]
     return run_check(
         "info_nce(z1, z2, temperature)", info_nce, cases,
         hint="z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1); logits = z1 @ z2.T / temperature (N, N), "
-             "row i scores z1[i] against every z2[j]; return F.cross_entropy(logits, torch.arange(N)) (a mean)",
+             "row i scores z1[i] against every z2[j]; return F.cross_entropy(logits, torch.arange(N, device=z1.device)) (a mean)",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check, to_device
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout"]
 
@@ -90,6 +90,15 @@ def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
         cases.append(_optimizer_case(
             name, lambda params, lr=lr, mom=mom, nest=nest: torch.optim.SGD(params, lr=lr, momentum=mom, nesterov=nest),
             _SGDRunner(lr, mom, nest), seed))
+
+    def on_device(fn, device):
+        p0, grads = _param_and_grads(5, steps=2)
+        p, buf = to_device(p0, device), None
+        for grad in grads:
+            buf = fn(p, to_device(grad, device), buf, 0.1, 0.9, nesterov=True)
+        return p, buf
+
+    cases.append(device_case(run=on_device))
     return run_check(
         "sgd_momentum_step(p, grad, buf, lr, momentum, nesterov)", sgd_momentum_step, cases,
         hint="PyTorch's convention: buf = grad on the first step (buf is None), afterwards "
@@ -113,6 +122,16 @@ def check_adam_step(adam_step: Callable) -> bool:
         cases.append(_optimizer_case(
             name, lambda params, lr=lr, betas=betas, eps=eps: torch.optim.Adam(params, lr=lr, betas=betas, eps=eps),
             _AdamRunner(lr, betas, eps), seed, steps=steps))
+
+    def on_device(fn, device):
+        p0, grads = _param_and_grads(5, steps=2)
+        p = to_device(p0, device)
+        state = {"step": 0, "exp_avg": torch.zeros_like(p), "exp_avg_sq": torch.zeros_like(p)}
+        for grad in grads:
+            fn(p, to_device(grad, device), state, 1e-2)
+        return p, state
+
+    cases.append(device_case(run=on_device))
     return run_check(
         "adam_step(p, grad, state, lr, betas, eps)", adam_step, cases,
         hint="increment state['step'] first; update both moving averages in place; divide each "
@@ -154,6 +173,8 @@ def check_batchnorm_forward(batchnorm_forward: Callable) -> bool:
         case("training, momentum 0.3, eps 1e-3", (8, 4), True, 0.3, 1e-3, 2),
         case("eval mode uses the running statistics, (N, C)", (16, 5), False, 0.1, 1e-5, 3),
         case("eval mode, (N, C, H, W)", (2, 3, 4, 4), False, 0.1, 1e-5, 4),
+        device_case(inputs=lambda: (torch.randn(4, 3, 5, 5), torch.ones(3), torch.zeros(3), torch.zeros(3),
+                                    torch.ones(3), True, 0.1, 1e-5)),
     ]
     return run_check(
         "batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)",
@@ -212,6 +233,7 @@ def check_dropout(dropout: Callable) -> bool:
         Case("eval mode is the identity", test=eval_case),
         Case("p = 0 keeps everything", test=p0_case),
         Case("a new mask on every call", test=random_case),
+        device_case(inputs=lambda: (torch.rand(50, 8) + 0.5, 0.5, True)),
     ]
     return run_check(
         "dropout(x, p, training)", dropout, cases,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["check_elbo_loss", "check_gaussian_kl", "check_reparameterize", "reference_elbo_loss",
            "reference_gaussian_kl"]
@@ -81,6 +81,7 @@ def check_reparameterize(reparameterize: Callable) -> bool:
         Case("gradients: dz/dmu = 1, dz/dlogvar = sigma * eps / 2", test=grad_case),
         Case("new noise on every call", test=fresh_case),
         Case("keeps the dtype of mu", test=dtype_case),
+        device_case(inputs=lambda: (torch.randn(4, 3), torch.randn(4, 3))),
     ]
     return run_check(
         "reparameterize(mu, logvar)", reparameterize, cases,
@@ -106,6 +107,7 @@ def check_gaussian_kl(gaussian_kl: Callable) -> bool:
         Case("wide values, K = 16", (big_mu, big_lv), expected=reference_gaussian_kl, atol=1e-8, rtol=1e-10),
         Case("a single latent dimension (5, 1)", (mu[:5, :1], logvar[:5, :1]), expected=reference_gaussian_kl,
              atol=1e-10, rtol=1e-10),
+        device_case(mu, logvar),
     ]
     return run_check(
         "gaussian_kl(mu, logvar)", gaussian_kl, cases,
@@ -139,6 +141,7 @@ def check_elbo_loss(elbo_loss: Callable) -> bool:
         Case("binary targets", binary, expected=reference_elbo_loss, atol=1e-8, rtol=1e-10),
         Case("logits of size 200: finite (stay in logit space)", extreme, expected=reference_elbo_loss,
              atol=1e-6, rtol=1e-10),
+        device_case(*images, beta=2.0),
     ]
     return run_check(
         "elbo_loss(x, logits, mu, logvar, beta)", elbo_loss, cases,
