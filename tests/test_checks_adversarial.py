@@ -240,3 +240,19 @@ def test_gram_check(capsys):
 
     for wrong in (by_chw, not_normalized, positions_gram, wrong_reshape, numpy_detached):
         assert not _verdict(checks.check_gram_matrix, wrong, capsys), wrong.__name__
+
+
+def test_gram_check_names_the_normalisation(capsys):
+    def gram_chw(features):
+        N, C, H, W = features.shape
+        f = features.reshape(N, C, H * W)
+        return f @ f.transpose(1, 2) / (C * H * W)
+
+    def gram_unnormalised(features):
+        f = features.flatten(2)
+        return f @ f.transpose(1, 2)
+
+    for wrong, words in ((gram_chw, "divided by C * H * W"), (gram_unnormalised, "not divided at all")):
+        assert not _verdict(checks.check_gram_matrix, wrong, capsys)
+        checks.check_gram_matrix(wrong)
+        assert words in capsys.readouterr().out

@@ -140,3 +140,22 @@ def test_count_parameters_check(capsys):
                         lambda s: sum(a * b for a, b in zip(s, s[1:])), capsys)  # no biases
     assert not _verdict(checks.check_count_parameters,
                         lambda s: sum(a * b + a for a, b in zip(s, s[1:])), capsys)  # bias on input side
+
+
+def numgrad_restore_by_arithmetic(f, x, eps=1e-6):
+    """Correct, as the old hint suggested: perturb and undo by arithmetic (leaves ~1e-16 in x)."""
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        x[idx] += eps
+        f_plus = f(x)
+        x[idx] -= 2 * eps
+        f_minus = f(x)
+        x[idx] += eps
+        grad[idx] = (f_plus - f_minus) / (2 * eps)
+    return grad
+
+
+def test_numerical_gradient_accepts_restoring_by_arithmetic(capsys):
+    assert _verdict(checks.check_numerical_gradient, numgrad_restore_by_arithmetic, capsys)
+    checks.check_numerical_gradient(numgrad_no_restore)
+    assert "x was modified (by up to" in capsys.readouterr().out

@@ -73,6 +73,20 @@ def test_nms_check(capsys):
                         lambda b, s, t: tv_nms(b, s, t).tolist(), capsys)
 
 
+def test_nms_check_rejects_a_float_or_crashing_empty_result(capsys):
+    """torch.tensor(keep) is float32 when keep is empty; torch.stack(keep) raises: both crash a class without boxes."""
+    def tensor_of_list(boxes, scores, thr):
+        return torch.tensor(tv_nms(boxes, scores, thr).tolist())
+
+    def stacked(boxes, scores, thr):
+        return torch.stack(list(tv_nms(boxes, scores, thr)))
+
+    for wrong in (tensor_of_list, stacked):
+        assert not _verdict(checks.check_nms, wrong, capsys)
+    checks.check_nms(tensor_of_list)
+    assert "no boxes at all" in capsys.readouterr().out
+
+
 def test_decode_check(capsys):
     assert _verdict(checks.check_decode_yolo, checks.reference_decode_yolo, capsys)
 

@@ -66,12 +66,33 @@ def schedule_cumsum(T, kind):
 
 
 def test_make_schedule_check(capsys):
-    assert _verdict(checks.check_make_schedule, checks.reference_schedule, capsys)
     assert _verdict(checks.check_make_schedule, schedule_numpy, capsys)
     assert not _verdict(checks.check_make_schedule, schedule_no_scaling, capsys)
     assert not _verdict(checks.check_make_schedule, schedule_no_raise, capsys)
     assert not _verdict(checks.check_make_schedule, schedule_cosine_unclipped, capsys)
     assert not _verdict(checks.check_make_schedule, schedule_cumsum, capsys)
+
+
+def schedule_float32_cosine(T, kind):
+    """The cosine schedule computed in float32 (as some public code does): up to 0.1 % off by cancellation."""
+    if kind not in ("linear", "cosine") or (kind == "linear" and T < 50):
+        raise ValueError(f"bad kind or T: {kind!r}, {T}")
+    betas = torch.linspace(0.1 / T, 20.0 / T, T) if kind == "linear" else checks._float32_cosine_betas(T)
+    return betas, 1 - betas, torch.cumprod(1 - betas, 0)
+
+
+def test_make_schedule_wants_float64_computation_and_float32_results(capsys):
+    checks.check_make_schedule(schedule_float32_cosine)
+    out = capsys.readouterr().out
+    assert "cosine, T = 1000: betas:" in out and "computed in float32" in out and "in float64" in out
+    assert not _verdict(checks.check_make_schedule, schedule_float32_cosine, capsys)
+    checks.check_make_schedule(checks.reference_schedule)          # float64 results: the network is float32
+    out = capsys.readouterr().out
+    assert "expected float32, got torch.float64" in out
+
+    def float64_then_float(T, kind):
+        return tuple(v.float() for v in checks.reference_schedule(T, kind))
+    assert _verdict(checks.check_make_schedule, float64_then_float, capsys)
 
 
 def q_sample_ok(x0, t, noise, alpha_bars):

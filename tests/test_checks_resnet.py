@@ -102,6 +102,42 @@ def test_conv_grad_norms_check(capsys):
                                    if isinstance(m_, nn.Conv2d)], capsys)
 
 
+def test_resnet18_check_verifies_the_stem_and_accepts_any_global_pooling(capsys):
+    class MeanPool(nn.Module):
+        def forward(self, x):
+            return x.mean((2, 3))
+
+    def mean_pool(n):
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.avgpool = MeanPool()
+        return m
+
+    def functional_pool(n):
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.avgpool = nn.Identity()
+        m.forward = lambda x, m=m: m.fc(F.adaptive_avg_pool2d(m.layer4(m.layer3(m.layer2(m.layer1(
+            m.maxpool(m.relu(m.bn1(m.conv1(x)))))))), 1).flatten(1))
+        return m
+
+    assert _verdict(checks.check_resnet18, mean_pool, capsys)
+    assert _verdict(checks.check_resnet18, functional_pool, capsys)
+
+    def stem_unpadded(n):  # same parameter count and the same 7 x 7 final map: only the stem shape shows it
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=0, bias=False)
+        return m
+
+    def pool_unpadded(n):
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.maxpool = nn.MaxPool2d(3, 2, 0)
+        return m
+
+    for wrong, words in ((stem_unpadded, "padding 3"), (pool_unpadded, "padding 1")):
+        checks.check_resnet18(wrong)
+        out = capsys.readouterr().out
+        assert words in out and "✗ 5 of 6 cases passed" in out, out
+
+
 def test_resnet18_check_rejects_missing_maxpool(capsys):
     def no_maxpool(n):
         m = tv_resnet18(weights=None, num_classes=n)

@@ -60,15 +60,16 @@ def _double(cin, cout):
                          nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout), nn.ReLU())
 
 
-def _unet_cls(zeros_instead=True, add_skip=False):
+def _unet_cls(zeros_instead=True, add_skip=False, up_bias=True):
     class Net(nn.Module):
         def __init__(self, cin, ncls, c, skips=True):
             super().__init__()
             self.skips = skips
             m = 1 if add_skip else 2
             self.e1, self.e2, self.b = _double(cin, c), _double(c, 2 * c), _double(2 * c, 4 * c)
-            self.u2, self.d2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), _double(m * 2 * c, 2 * c)
-            self.u1, self.d1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2), _double(m * c, c)
+            self.u2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2, bias=up_bias)
+            self.d2 = _double(m * 2 * c, 2 * c)
+            self.u1, self.d1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2, bias=up_bias), _double(m * c, c)
             self.head = nn.Conv2d(c, ncls, 1)
 
         def join(self, up, skip):
@@ -89,6 +90,7 @@ def _unet_cls(zeros_instead=True, add_skip=False):
 
 def test_unet_check(capsys):
     assert _verdict(checks.check_unet, _unet_cls(), capsys)
+    assert _verdict(checks.check_unet, _unet_cls(up_bias=False), capsys)  # bias-free upsampling is legitimate
     assert not _verdict(checks.check_unet, _unet_cls(zeros_instead=False), capsys)  # skips flag ignored
     assert not _verdict(checks.check_unet, _unet_cls(add_skip=True), capsys)  # adds instead of concatenating
 

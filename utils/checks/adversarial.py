@@ -305,6 +305,22 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
     def randn(*shape, seed=0):
         return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
 
+    def normalised_case(fn):
+        """Compare, and name the normalisation when the result is off by a constant factor."""
+        f = randn(2, 3, 4, 5)
+        want, got = reference(f), fn(f.clone())
+        msg = compare_values(want, got, atol=1e-9)
+        if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+            return msg
+        C, H, W = f.shape[1:]
+        for factor, why in ((1 / C, "divided by C * H * W (Gatys et al.'s loss normalisation); the Gram matrix "
+                                    "here is the average over positions: divide by H * W only"),
+                            (H * W, "not divided at all: divide by H * W, the number of positions"),
+                            (1 / f.shape[0], "divided by the batch size too: each image has its own Gram matrix")):
+            if compare_values(want * factor, got, atol=1e-9) is None:
+                return f"{msg} (that is {why})"
+        return msg
+
     def ones_case(fn):
         got = fn(torch.ones(2, 3, 4, 5, dtype=torch.float64))
         return compare_values(torch.ones(2, 3, 3, dtype=torch.float64), got, atol=1e-12,
@@ -324,7 +340,7 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
         return compare_values(reference(f), fn(f), atol=1e-5, path="float32 features")
 
     cases = [
-        Case("random (N, C, H, W) = (2, 3, 4, 5) vs einsum", args=(randn(2, 3, 4, 5),), expected=reference, atol=1e-9),
+        Case("random (N, C, H, W) = (2, 3, 4, 5) vs einsum", test=normalised_case),
         Case("all-ones features give an all-ones Gram matrix", test=ones_case),
         Case("many channels, few pixels: (1, 8, 2, 3)", args=(randn(1, 8, 2, 3, seed=1),), expected=reference,
              atol=1e-9),

@@ -56,7 +56,10 @@ def check_nms(nms: Callable) -> bool:
         def test(fn):
             got = fn(boxes.clone(), scores.clone(), thr)
             if not isinstance(got, torch.Tensor) or got.dtype != torch.int64:
-                return f"expected an int64 tensor of indices, got {getattr(got, 'dtype', type(got).__name__)}"
+                empty = " (with no boxes too: torch.tensor([]) is float32 unless you pass dtype=torch.int64)" \
+                    if n == 0 else ""
+                return (f"expected an int64 tensor of indices, got "
+                        f"{getattr(got, 'dtype', type(got).__name__)}{empty}")
             return compare_values(tv_nms(boxes, scores, thr), got, path="kept indices")
         return Case(name, test=test)
 
@@ -66,6 +69,7 @@ def check_nms(nms: Callable) -> bool:
         case("30 clustered boxes, threshold 0.2", 30, 0.2, clustered=True),
         case("threshold 0.9 keeps almost everything", 25, 0.9, clustered=True),
         case("a single box", 1, 0.5),
+        case("no boxes at all (a class without detections): an empty int64 tensor", 0, 0.5),
     ]
 
     def tie_case(fn):
@@ -80,7 +84,7 @@ def check_nms(nms: Callable) -> bool:
     return run_check(
         "nms(boxes, scores, iou_threshold)", nms, cases,
         hint="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
-             "> iou_threshold (strictly greater); return the kept indices (int64) in visiting order",
+             "> iou_threshold (strictly greater); return the kept indices (int64, also when empty) in visiting order",
     )
 
 

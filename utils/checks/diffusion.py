@@ -45,7 +45,20 @@ def _as_schedule(out, T):
     for name, v in zip(("betas", "alphas", "alpha_bars"), out):
         if not isinstance(v, torch.Tensor) or v.shape != (T,) or not v.is_floating_point():
             return f"{name}: expected a float tensor of shape ({T},), got {getattr(v, 'shape', type(v).__name__)}"
+        if v.dtype != torch.float32:
+            return (f"{name}: expected float32, got {v.dtype}: the network and q_sample work in float32 "
+                    "(compute in float64 if you like, then return .float())")
     return None
+
+
+def _float32_cosine_betas(T):
+    """The cosine betas computed in float32: 1 - abar[t+1] / abar[t] cancels, up to 0.1 % off at T = 1000."""
+    import torch
+
+    s = 0.008
+    f = torch.cos((torch.arange(T + 1, dtype=torch.float32) / T + s) / (1 + s) * math.pi / 2) ** 2
+    abar = f / f[0]
+    return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
 
 def check_make_schedule(make_schedule: Callable) -> bool:
@@ -61,6 +74,10 @@ def check_make_schedule(make_schedule: Callable) -> bool:
             want = reference_schedule(T, kind)
             for name, w, g in zip(("betas", "alphas", "alpha_bars"), want, out):
                 msg = compare_values(w, g.double(), atol=1e-7, rtol=1e-5, path=name)
+                if msg and kind == "cosine" and name == "betas" and \
+                        compare_values(_float32_cosine_betas(T), g.float(), atol=1e-9, rtol=1e-6) is None:
+                    return (msg + " (computed in float32: 1 - alpha_bar(t + 1) / alpha_bar(t) loses digits to "
+                            "cancellation; compute the cosine schedule in float64, then return .float())")
                 if msg:
                     return msg
             return None
@@ -107,7 +124,8 @@ def check_make_schedule(make_schedule: Callable) -> bool:
         "make_schedule(T, kind)", make_schedule, cases,
         hint="linear: torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T); cosine: f(u) = cos((u / T + s) / "
              "(1 + s) * pi / 2)^2 for u = 0..T, alpha_bar(u) = f(u) / f(0), beta_t = 1 - alpha_bar(t+1) / "
-             "alpha_bar(t) clipped at 0.999; then alphas = 1 - betas and alpha_bars = torch.cumprod(alphas, 0)",
+             "alpha_bar(t) clipped at 0.999, computed in float64; then alphas = 1 - betas and alpha_bars = "
+             "torch.cumprod(alphas, 0), all returned as float32",
     )
 
 

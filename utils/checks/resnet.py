@@ -121,18 +121,28 @@ def check_resnet18(resnet18: Callable) -> bool:
         return test
 
     def feature_map_case(fn):
+        """Shapes of the convolutions, in the order they run, for a 224 x 224 input (any pooling code)."""
         model = fn(10).eval()
-        pools = [m for m in model.modules() if isinstance(m, torch.nn.AdaptiveAvgPool2d)]
-        if not pools:
-            return "no nn.AdaptiveAvgPool2d found: pool the last feature map adaptively to 1x1"
         seen = []
-        handle = pools[-1].register_forward_hook(lambda mod, inp, out: seen.append(tuple(inp[0].shape)))
-        with torch.no_grad():
-            model(torch.randn(1, 3, 224, 224))
-        handle.remove()
-        if seen and seen[0] != (1, 512, 7, 7):
-            return (f"feature map before pooling is {seen[0]} for a 224x224 input, expected (1, 512, 7, 7): "
-                    "check the stem (7x7 conv stride 2, then 3x3 max-pool stride 2) and the stage strides (1, 2, 2, 2)")
+        hooks = [m.register_forward_hook(lambda mod, inp, out: seen.append((tuple(inp[0].shape), tuple(out.shape))))
+                 for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+        try:
+            with torch.no_grad():
+                model(torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(0)))
+        finally:
+            for h in hooks:
+                h.remove()
+        if len(seen) < 2:
+            return "expected the stem convolution and the blocks' convolutions (nn.Conv2d layers)"
+        if seen[0][1] != (1, 64, 112, 112):
+            return (f"the stem convolution gives {seen[0][1]} for a 224x224 input, expected (1, 64, 112, 112): "
+                    "7x7 kernel, stride 2, padding 3")
+        if seen[1][0] != (1, 64, 56, 56):
+            return (f"the first block receives {seen[1][0]}, expected (1, 64, 56, 56): after the stem, a 3x3 "
+                    "max-pool with stride 2 and padding 1")
+        if seen[-1][1] != (1, 512, 7, 7):
+            return (f"the last convolution gives {seen[-1][1]}, expected (1, 512, 7, 7): the stage strides are "
+                    "1, 2, 2, 2")
         return None
 
     cases = [
@@ -140,7 +150,8 @@ def check_resnet18(resnet18: Callable) -> bool:
         Case("parameter count, 1000 classes", test=count_case(1000)),
         Case("output shape (2, 10) for 3x64x64 inputs", test=shape_case(10, 64)),
         Case("output shape (2, 7) for 3x32x32 inputs (adaptive pooling)", test=shape_case(7, 32)),
-        Case("224x224 input -> 512 x 7 x 7 before pooling (stem and strides)", test=feature_map_case),
+        Case("224x224 input: stem 64 x 112 x 112, after pooling 56 x 56, last block 512 x 7 x 7",
+             test=feature_map_case),
         device_case(run=lambda fn, device: fn(10).to(device)(torch.randn(2, 3, 32, 32, device=device))),
     ]
     return run_check(

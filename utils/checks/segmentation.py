@@ -139,15 +139,21 @@ def check_unet(UNet: Callable) -> bool:
                     nn.Conv2d(cout, cout, 3, padding=1, bias=False), nn.BatchNorm2d(cout)]
 
         c = 4
-        ref = nn.ModuleList(double_conv(1, c) + double_conv(c, 2 * c) + double_conv(2 * c, 4 * c)
-                            + [nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2)] + double_conv(4 * c, 2 * c)
-                            + [nn.ConvTranspose2d(2 * c, c, 2, stride=2)] + double_conv(2 * c, c)
-                            + [nn.Conv2d(c, 3, 1)])
-        expected, got = count_params(ref), count_params(cls(1, 3, c))
-        if got != expected:
-            return (f"{got} parameters, the described U-Net has {expected}: transposed convolutions halve the "
-                    "channels, and the decoder's double_conv takes the CONCATENATION (2x channels) of the "
-                    "upsampled map and the skip")
+
+        def described(up_bias):
+            return count_params(nn.ModuleList(
+                double_conv(1, c) + double_conv(c, 2 * c) + double_conv(2 * c, 4 * c)
+                + [nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2, bias=up_bias)] + double_conv(4 * c, 2 * c)
+                + [nn.ConvTranspose2d(2 * c, c, 2, stride=2, bias=up_bias)] + double_conv(2 * c, c)
+                + [nn.Conv2d(c, 3, 1)]))
+
+        got = count_params(cls(1, 3, c))
+        with_bias, without_bias = described(True), described(False)
+        if got not in (with_bias, without_bias):
+            return (f"{got} parameters, the described U-Net has {with_bias} ({without_bias} with bias=False in the "
+                    "two transposed convolutions; both are fine): transposed convolutions halve the channels, "
+                    "the decoder's double_conv takes the CONCATENATION (2x channels) of the upsampled map and "
+                    "the skip, the 3x3 convolutions have no bias (BatchNorm follows) and the 1x1 head has one")
         return None
 
     def grad_case(cls):
