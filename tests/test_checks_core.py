@@ -325,3 +325,45 @@ def test_case_tolerances(capsys):
     assert run_check("id", lambda x: x, cases) is True
     cases = [Case("tight", (1.0,), expected=1.05)]
     assert run_check("id", lambda x: x, cases) is False
+
+
+# ---------------------------------------------------------------------------- tiered feedback
+def test_feedback_is_tiered_the_solution_only_on_request(capsys):
+    from utils.checks.core import tiered
+
+    @tiered
+    def check_double(fn):
+        """Check doubling."""
+        return run_check("double", fn, _cases(), hint="the output is twice the input",
+                         solution="return 2 * x")
+
+    assert check_double(lambda x: x * 3) is False
+    out = capsys.readouterr().out
+    assert "hint: the output is twice the input" in out and "return 2 * x" not in out
+    assert "show_solution=True" in out
+    assert check_double(lambda x: x * 3, show_solution=True) is False
+    assert "solution: return 2 * x" in capsys.readouterr().out
+    assert check_double(lambda x: x * 2, show_solution=True) is True
+    out = capsys.readouterr().out
+    assert "solution" not in out and "hint" not in out          # nothing is revealed when it passes
+    assert check_double.__name__ == "check_double" and check_double.__doc__ == "Check doubling."
+
+
+def test_every_check_takes_show_solution_and_has_both_tiers():
+    import ast
+    from pathlib import Path
+
+    from utils import checks
+
+    folder = Path(checks.__file__).parent
+    missing = []
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in tree.body:
+            if isinstance(node, ast.FunctionDef) and node.name.startswith("check_"):
+                decorated = any(getattr(d, "id", "") == "tiered" for d in node.decorator_list)
+                calls = [c for c in ast.walk(node) if isinstance(c, ast.Call) and getattr(c.func, "id", "") == "run_check"]
+                kwargs = {k.arg for c in calls for k in c.keywords}
+                if not decorated or not {"hint", "solution"} <= kwargs:
+                    missing.append(f"{path.stem}.{node.name}")
+    assert not missing, f"checks without tiered feedback (@tiered, hint= and solution=): {missing}"

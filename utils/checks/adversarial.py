@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_fgsm", "check_gram_matrix", "check_pgd", "check_saliency_map"]
 
@@ -142,6 +142,7 @@ def _compare_case(make, fn_args, reference, kind, atol=1e-9):
     return test
 
 
+@tiered
 def check_saliency_map(saliency_map: Callable) -> bool:
     """Check ``saliency_map(model, x, target)`` -> (N, H, W): max over channels of |d score_target / d x|."""
     import torch
@@ -180,7 +181,8 @@ def check_saliency_map(saliency_map: Callable) -> bool:
     ]
     return run_check(
         "saliency_map(model, x, target)", saliency_map, cases,
-        hint="x = x.clone().detach().requires_grad_(True); score = model(x).gather(1, target[:, None]).sum() "
+        hint="the saliency is the gradient of the target class's raw score with respect to the input pixels, taken without touching the model's parameters; then its absolute value, reduced over channels",
+        solution="x = x.clone().detach().requires_grad_(True); score = model(x).gather(1, target[:, None]).sum() "
              "(the raw class scores, not softmax probabilities or the loss); grad, = torch.autograd.grad(score, x); "
              "return grad.abs().amax(dim=1)  # (N, H, W)",
     )
@@ -219,6 +221,7 @@ def _invariant_case(make, call, eps, kind):
     return test
 
 
+@tiered
 def check_fgsm(fgsm: Callable) -> bool:
     """Check ``fgsm(model, x, y, eps)`` = clamp(x + eps * sign(grad_x CE(model(x), y)), 0, 1)."""
     import torch
@@ -247,12 +250,14 @@ def check_fgsm(fgsm: Callable) -> bool:
     ]
     return run_check(
         "fgsm(model, x, y, eps)", fgsm, cases,
-        hint="x_adv = x.clone().detach().requires_grad_(True); loss = F.cross_entropy(model(x_adv), y); "
+        hint="one step of size eps in the direction of the SIGN of the loss gradient with respect to the input, then back into the valid pixel range; the model's parameters must not collect gradients",
+        solution="x_adv = x.clone().detach().requires_grad_(True); loss = F.cross_entropy(model(x_adv), y); "
              "grad, = torch.autograd.grad(loss, x_adv)  (not loss.backward(): no gradients into the model); "
              "return (x + eps * grad.sign()).clamp(0, 1).detach()  (plus: it increases the loss)",
     )
 
 
+@tiered
 def check_pgd(pgd: Callable) -> bool:
     """Check ``pgd(model, x, y, eps, alpha, steps)``: no random start, projection after every step."""
     import torch
@@ -289,12 +294,14 @@ def check_pgd(pgd: Callable) -> bool:
     ]
     return run_check(
         "pgd(model, x, y, eps, alpha, steps)", pgd, cases,
-        hint="start at x_adv = x (no random start); each step: the gradient of the loss at the CURRENT x_adv "
+        hint='repeat small signed-gradient steps from x itself, and after each step project back into the eps-box around the ORIGINAL x and into the pixel range',
+        solution="start at x_adv = x (no random start); each step: the gradient of the loss at the CURRENT x_adv "
              "(torch.autograd.grad), x_adv = x_adv + alpha * grad.sign(), then project: "
              "x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)  (around the ORIGINAL x, every step)",
     )
 
 
+@tiered
 def check_gram_matrix(gram_matrix: Callable) -> bool:
     """Check ``gram_matrix(features)``: (N, C, H, W) -> (N, C, C), F F^T / (H * W), against einsum."""
     import torch
@@ -353,6 +360,7 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
     ]
     return run_check(
         "gram_matrix(features)", gram_matrix, cases,
-        hint="N, C, H, W = features.shape; F = features.reshape(N, C, H * W); "
+        hint='the Gram matrix holds, for every pair of channels, the average over positions of the product of their activations',
+        solution="N, C, H, W = features.shape; F = features.reshape(N, C, H * W); "
              "return F @ F.transpose(1, 2) / (H * W)  # (N, C, C): channel-by-channel averages over positions",
     )

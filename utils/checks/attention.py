@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, to_device
+from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_attention_weights", "check_multi_head_attention", "check_positional_encoding",
            "check_scaled_dot_product_attention", "reference_positional_encoding"]
@@ -95,6 +95,7 @@ def _diagnosed(args, kwargs, reference):
     return test
 
 
+@tiered
 def check_attention_weights(attention_weights: Callable) -> bool:
     """Check ``attention_weights(q, k, mask=None)`` -> (..., T, S) softmax weights."""
     cases = [Case(name, test=_diagnosed(args, kwargs, _sdpa_weights))
@@ -102,12 +103,14 @@ def check_attention_weights(attention_weights: Callable) -> bool:
     cases.append(device_case(*_qkv(9, (2,), 5, 5, 4)[:2], mask=_causal(5, 5)))
     return run_check(
         "attention_weights(q, k, mask=None)", attention_weights, cases,
-        hint="scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); where mask is False set the score "
+        hint='scores are scaled dot products of queries with keys; masked positions must get zero weight, so block them before the softmax, which runs over the keys',
+        solution="scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1]); where mask is False set the score "
              "to -inf (scores.masked_fill(~mask, float('-inf'))) BEFORE the softmax; softmax over the last "
              "dimension (the keys)",
     )
 
 
+@tiered
 def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -> bool:
     """Check ``scaled_dot_product_attention(q, k, v, mask=None)`` against PyTorch's."""
     import torch.nn.functional as F
@@ -120,7 +123,8 @@ def check_scaled_dot_product_attention(scaled_dot_product_attention: Callable) -
     cases.append(device_case(*_qkv(9, (2,), 5, 5, 4), mask=_causal(5, 5)))
     return run_check(
         "scaled_dot_product_attention(q, k, v, mask=None)", scaled_dot_product_attention, cases,
-        hint="return attention_weights(q, k, mask) @ v: softmax(q k^T / sqrt(d_k)) with masked scores set to "
+        hint='the output is a weighted average of the values, with the attention weights of the previous exercise',
+        solution="return attention_weights(q, k, mask) @ v: softmax(q k^T / sqrt(d_k)) with masked scores set to "
              "-inf before the softmax; d_k = q.shape[-1], not v's size",
     )
 
@@ -137,6 +141,7 @@ def _copy_into(student, ref, d):
         student.out_proj.bias.copy_(ref.out_proj.bias)
 
 
+@tiered
 def check_multi_head_attention(MultiHeadAttention) -> bool:
     """Check the class ``MultiHeadAttention(d_model, num_heads)`` against ``nn.MultiheadAttention``."""
     import torch
@@ -193,7 +198,8 @@ def check_multi_head_attention(MultiHeadAttention) -> bool:
     ]
     return run_check(
         "MultiHeadAttention(d_model, num_heads)", MultiHeadAttention, cases,
-        hint="project q, k, v; split d_model into heads: .view(B, T, num_heads, d_head).transpose(1, 2) -> "
+        hint='project once, split the model dimension into heads, attend in every head separately (with the head size in the scale), merge the heads back and project',
+        solution="project q, k, v; split d_model into heads: .view(B, T, num_heads, d_head).transpose(1, 2) -> "
              "(B, heads, T, d_head); attend per head with the scale sqrt(d_head); a (B, T, S) mask needs "
              "mask[:, None] to broadcast over heads; merge back with .transpose(1, 2).reshape(B, T, d_model); "
              "then out_proj",
@@ -213,6 +219,7 @@ def reference_positional_encoding(seq_len: int, d_model: int):
     return pe.float()
 
 
+@tiered
 def check_positional_encoding(positional_encoding: Callable) -> bool:
     """Check ``positional_encoding(seq_len, d_model)`` by known values, the formula and invariants."""
     import torch
@@ -267,7 +274,8 @@ def check_positional_encoding(positional_encoding: Callable) -> bool:
     ]
     return run_check(
         "positional_encoding(seq_len, d_model)", positional_encoding, cases,
-        hint="pos = arange(seq_len)[:, None]; two_i = arange(0, d_model, 2) (the even feature indices 2i); "
+        hint='each pair of features (2i, 2i + 1) is a sine and a cosine of the position at one frequency, the frequencies falling geometrically with i',
+        solution="pos = arange(seq_len)[:, None]; two_i = arange(0, d_model, 2) (the even feature indices 2i); "
              "angle = pos / 10000 ** (two_i / d_model); pe[:, 0::2] = sin(angle); pe[:, 1::2] = cos(angle) "
              "(interleaved, not concatenated)",
     )

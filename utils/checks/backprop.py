@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, run_check, tiered
 
 __all__ = ["check_numerical_gradient", "check_mlp_forward_backward", "check_count_parameters",
            "reference_numerical_gradient", "reference_mlp_forward_backward"]
@@ -44,6 +44,7 @@ def _numgrad_case(name, f, x, expected, eps=None, atol=2e-7, rtol=1e-7) -> Case:
     return Case(name, test=test)
 
 
+@tiered
 def check_numerical_gradient(numerical_gradient: Callable) -> bool:
     """Check ``numerical_gradient(f, x, eps=1e-6)`` (central differences, same shape as x)."""
     rng = np.random.default_rng(0)
@@ -65,7 +66,8 @@ def check_numerical_gradient(numerical_gradient: Callable) -> bool:
     ]
     return run_check(
         "numerical_gradient(f, x, eps)", numerical_gradient, cases,
-        hint="for each index i: save old = x[i]; x[i] = old + eps -> f_plus; x[i] = old - eps -> f_minus; "
+        hint='perturb one coordinate at a time by +eps and -eps, take the central difference, and leave x as you found it',
+        solution="for each index i: save old = x[i]; x[i] = old + eps -> f_plus; x[i] = old - eps -> f_minus; "
              "x[i] = old (restore); "
              "grad[i] = (f_plus - f_minus) / (2 eps). np.ndindex(x.shape) visits every index",
     )
@@ -121,6 +123,7 @@ def _mlp_case(name, sizes, n, seed) -> Case:
     return Case(name, test=test)
 
 
+@tiered
 def check_mlp_forward_backward(mlp_forward_backward: Callable) -> bool:
     """Check ``mlp_forward_backward(params, X, y) -> (loss, grads)`` against autograd (float64)."""
     cases = [
@@ -132,12 +135,14 @@ def check_mlp_forward_backward(mlp_forward_backward: Callable) -> bool:
     ]
     return run_check(
         "mlp_forward_backward(params, X, y)", mlp_forward_backward, cases,
-        hint="store every activation on the way forward; start backward with "
+        hint="keep every activation from the forward pass; the backward pass starts from the softmax-minus-one-hot error of the mean loss and applies the chain rule layer by layer, with tanh's derivative in the hidden layers",
+        solution="store every activation on the way forward; start backward with "
              "delta = (softmax(z_L) - onehot(y)) / N; then dW = delta^T a_prev, db = delta.sum(0), "
              "delta_prev = (delta @ W) * (1 - a_prev**2) for tanh",
     )
 
 
+@tiered
 def check_count_parameters(count_parameters: Callable) -> bool:
     """Check ``count_parameters(layer_sizes)`` against an ``nn.Sequential`` of Linear layers."""
     import torch
@@ -150,5 +155,6 @@ def check_count_parameters(count_parameters: Callable) -> bool:
              for s in ([2, 1], [64, 128, 10], [40, 100, 100, 10], [8, 3, 8], [1, 50, 1])]
     return run_check(
         "count_parameters(layer_sizes)", count_parameters, cases,
-        hint="a dense layer from S_in to S_out has S_in * S_out weights and S_out biases",
+        hint='each dense layer has one weight per (input, output) pair and one bias per output',
+        solution="a dense layer from S_in to S_out has S_in * S_out weights and S_out biases",
     )

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, device_case, run_check
+from .core import Case, device_case, run_check, tiered
 
 __all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
 
 
+@tiered
 def check_conv2d(conv2d: Callable) -> bool:
     """Check ``conv2d(x, weight, bias=None, stride=1, padding=0)`` against ``F.conv2d``."""
     import torch
@@ -51,12 +52,14 @@ def check_conv2d(conv2d: Callable) -> bool:
     cases.append(device_case(rand(2, 3, 7, 6), rand(4, 3, 3, 3), rand(4), stride=2, padding=1))
     return run_check(
         "conv2d(x, weight, bias, stride, padding)", conv2d, cases,
-        hint="which cases fail tells you what to fix: all but the 1x1 case -> the kernel is flipped "
+        hint="PyTorch's convolution is a cross-correlation (no kernel flip); each output pixel sums input times kernel over a window that moves by the stride over the zero-padded input",
+        solution="which cases fail tells you what to fix: all but the 1x1 case -> the kernel is flipped "
              "(PyTorch does not flip); padded cases -> pad all four sides; bias cases -> add the bias "
              "per output channel; stride cases -> slice with step s and use the output-size formula",
     )
 
 
+@tiered
 def check_conv_output_size(conv_output_size: Callable) -> bool:
     """Check ``conv_output_size(n, k, s=1, p=0, d=1)`` against ``nn.Conv2d`` on a grid of settings."""
     import torch
@@ -76,10 +79,12 @@ def check_conv_output_size(conv_output_size: Callable) -> bool:
         cases.append(Case(label, args[:2], kwargs, expected=lambda n, k, **kw: reference(n, k, **kw)))
     return run_check(
         "conv_output_size(n, k, s, p, d)", conv_output_size, cases,
-        hint="floor((n + 2p - d(k - 1) - 1) / s) + 1; use integer division //",
+        hint='count how many window positions fit into the padded input when the window (dilated kernel) moves by the stride',
+        solution="floor((n + 2p - d(k - 1) - 1) / s) + 1; use integer division //",
     )
 
 
+@tiered
 def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
     """Check ``gaussian_kernel(size, sigma)`` against SciPy's Gaussian window (outer product, sum 1)."""
     import numpy as np
@@ -95,6 +100,7 @@ def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
              for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0), (4, 1.0))]
     return run_check(
         "gaussian_kernel(size, sigma)", gaussian_kernel, cases,
-        hint="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "
+        hint='a 2-D Gaussian centred on the middle of the grid, normalised so its entries sum to 1',
+        solution="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "
              "exp(-(x^2 + y^2) / (2 sigma^2)); divide by the sum; return float32 (size, size)",
     )

@@ -7,7 +7,9 @@ is caught and reported as a failed case. Comparisons use tolerances
 
 from __future__ import annotations
 
+import contextvars
 import copy
+import functools
 import math
 import re
 import sysconfig
@@ -18,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Case", "compare_values", "run_check", "device_case", "probe_device", "to_device", "Note",
+__all__ = ["Case", "compare_values", "run_check", "tiered", "device_case", "probe_device", "to_device", "Note",
            "PASS", "FAIL"]
 
 PASS, FAIL = "✓", "✗"
@@ -189,21 +191,42 @@ def _describe(exc: BaseException) -> str:
     return f"raised {type(exc).__name__}: {text}{where}"
 
 
+_SHOW_SOLUTION: contextvars.ContextVar[bool] = contextvars.ContextVar("show_solution", default=False)
+
+
+def tiered(check: Callable) -> Callable:
+    """Give a check the keyword ``show_solution``: feedback comes in tiers. A failing check prints
+    what is wrong per case and a hint at the concept; the solution line only when asked for with
+    ``check_x(my_function, show_solution=True)``."""
+
+    @functools.wraps(check)
+    def wrapper(*args, show_solution: bool = False, **kwargs):
+        token = _SHOW_SOLUTION.set(bool(show_solution))
+        try:
+            return check(*args, **kwargs)
+        finally:
+            _SHOW_SOLUTION.reset(token)
+
+    return wrapper
+
+
 def run_check(title: str, student_fn: Callable, cases: Sequence[Case], *,
-              hint: str | None = None) -> bool:
+              hint: str | None = None, solution: str | None = None) -> bool:
     """Run ``student_fn`` on every case, print one line per case and a summary.
 
     Args:
         title: what is checked ("accuracy").
         student_fn: the student's function.
         cases: the cases.
-        hint: printed once when a case fails.
+        hint: the concept, printed once when a case fails (tier 1).
+        solution: the solution line, printed on failure only when the check was called with
+            ``show_solution=True`` (tier 2); otherwise the student is told how to ask for it.
 
     Returns:
         bool: True when every case passes. Never raises.
     """
     with _isolated_rng():
-        return _run_cases(title, student_fn, cases, hint)
+        return _run_cases(title, student_fn, cases, hint, solution)
 
 
 class _isolated_rng:
@@ -438,7 +461,7 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
     return Case(DEVICE_CASE_NAME, test=test)
 
 
-def _run_cases(title, student_fn, cases, hint) -> bool:
+def _run_cases(title, student_fn, cases, hint, solution=None) -> bool:
     print(f"Checking {title}:")
     if not callable(student_fn):
         print(f"  {FAIL} expected a function, got {type(student_fn).__name__}")
@@ -483,4 +506,8 @@ def _run_cases(title, student_fn, cases, hint) -> bool:
         print(f"{FAIL} {passed} of {len(cases)} cases passed")
         if hint:
             print(f"  hint: {hint}")
+        if solution and _SHOW_SOLUTION.get():
+            print(f"  solution: {solution}")
+        elif solution:
+            print("  (stuck? run the check again with show_solution=True to see the solution line)")
     return ok

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_box_iou", "check_nms", "check_decode_yolo", "check_average_precision",
            "reference_decode_yolo", "random_boxes"]
@@ -19,6 +19,7 @@ def random_boxes(n: int, generator, size: float = 64.0):
     return torch.cat([xy, xy + wh], dim=1)
 
 
+@tiered
 def check_box_iou(box_iou: Callable) -> bool:
     """Check ``box_iou(boxes1, boxes2)`` against ``torchvision.ops.box_iou``."""
     import torch
@@ -37,11 +38,13 @@ def check_box_iou(box_iou: Callable) -> bool:
     ]
     return run_check(
         "box_iou(boxes1, boxes2)", box_iou, cases,
-        hint="broadcast (N, 1, 2) against (1, M, 2): the intersection's corners are max of the top-left "
+        hint='IoU = intersection area / union area for every pair of boxes; the intersection is empty when the boxes do not overlap',
+        solution="broadcast (N, 1, 2) against (1, M, 2): the intersection's corners are max of the top-left "
              "and min of the bottom-right corners; clamp its width and height at 0; inter / (a1 + a2 - inter)",
     )
 
 
+@tiered
 def check_nms(nms: Callable) -> bool:
     """Check ``nms(boxes, scores, iou_threshold)`` returns exactly ``torchvision.ops.nms``'s indices."""
     import torch
@@ -83,7 +86,8 @@ def check_nms(nms: Callable) -> bool:
     cases.append(device_case(random_boxes(10, g), torch.rand(10, generator=g), 0.5))
     return run_check(
         "nms(boxes, scores, iou_threshold)", nms, cases,
-        hint="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
+        hint='greedy: the highest-scoring remaining box is kept, and every box that overlaps a kept box by more than the threshold is dropped',
+        solution="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
              "> iou_threshold (strictly greater); return the kept indices (int64, also when empty) in visiting order",
     )
 
@@ -106,6 +110,7 @@ def reference_decode_yolo(output, anchors, stride):
             torch.softmax(out[..., 5:], dim=-1).reshape(N, S * S * B, -1))
 
 
+@tiered
 def check_decode_yolo(decode_yolo: Callable) -> bool:
     """Check ``decode_yolo(output, anchors, stride)`` on known values and against a compact reference."""
     import math
@@ -151,12 +156,14 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
     ]
     return run_check(
         "decode_yolo(output, anchors, stride)", decode_yolo, cases,
-        hint="reshape to (N, B, 5 + C, S, S) and permute to (N, S, S, B, 5 + C) so the flat order is "
+        hint='each cell predicts offsets inside the cell (through a sigmoid) and sizes relative to its anchor (through an exponential); the flat order is row, column, anchor',
+        solution="reshape to (N, B, 5 + C, S, S) and permute to (N, S, S, B, 5 + C) so the flat order is "
              "row, column, anchor; centre = (cell + sigmoid(t)) * stride; size = anchor * exp(t); "
              "corners = centre -+ size / 2; sigmoid on objectness, softmax over the C class logits",
     )
 
 
+@tiered
 def check_average_precision(average_precision: Callable) -> bool:
     """Check ``average_precision(scores, is_tp, num_gt)`` against scikit-learn (rescaled by TP / num_gt)."""
     import torch
@@ -184,6 +191,7 @@ def check_average_precision(average_precision: Callable) -> bool:
     ]
     return run_check(
         "average_precision(scores, is_tp, num_gt)", average_precision, cases,
-        hint="sort by decreasing score; cumulative TP count tp_k; precision_k = tp_k / k, recall_k = "
+        hint='rank detections by score; precision and recall after each one; AP is the area under that curve, summed over the recall increments',
+        solution="sort by decreasing score; cumulative TP count tp_k; precision_k = tp_k / k, recall_k = "
              "tp_k / num_gt; AP = sum over k of (recall_k - recall_(k-1)) * precision_k",
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, to_device
+from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_schedule"]
 
@@ -61,6 +61,7 @@ def _float32_cosine_betas(T):
     return (1 - abar[1:] / abar[:-1]).clamp(max=0.999)
 
 
+@tiered
 def check_make_schedule(make_schedule: Callable) -> bool:
     """Check ``make_schedule(T, kind)`` for the linear and cosine schedules."""
     import torch
@@ -122,13 +123,15 @@ def check_make_schedule(make_schedule: Callable) -> bool:
     ]
     return run_check(
         "make_schedule(T, kind)", make_schedule, cases,
-        hint="linear: torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T); cosine: f(u) = cos((u / T + s) / "
+        hint='betas give the noise added per step; alphas = 1 - betas, and alpha_bar is their running product; the cosine schedule is defined through alpha_bar',
+        solution="linear: torch.linspace(1e-4 * 1000 / T, 0.02 * 1000 / T, T); cosine: f(u) = cos((u / T + s) / "
              "(1 + s) * pi / 2)^2 for u = 0..T, alpha_bar(u) = f(u) / f(0), beta_t = 1 - alpha_bar(t+1) / "
              "alpha_bar(t) clipped at 0.999, computed in float64; then alphas = 1 - betas and alpha_bars = "
              "torch.cumprod(alphas, 0), all returned as float32",
     )
 
 
+@tiered
 def check_q_sample(q_sample: Callable) -> bool:
     """Check ``q_sample(x0, t, noise, alpha_bars)`` = sqrt(abar_t) x0 + sqrt(1 - abar_t) noise."""
     import torch
@@ -156,12 +159,14 @@ def check_q_sample(q_sample: Callable) -> bool:
     ]
     return run_check(
         "q_sample(x0, t, noise, alpha_bars)", q_sample, cases,
-        hint="a = alpha_bars[t] reshaped to (N, 1, ..., 1) so it broadcasts over x0's other dimensions; "
+        hint='the closed form of the forward process: x_t mixes x0 and the noise with weights sqrt(alpha_bar_t) and sqrt(1 - alpha_bar_t), one t per sample',
+        solution="a = alpha_bars[t] reshaped to (N, 1, ..., 1) so it broadcasts over x0's other dimensions; "
              "return a.sqrt() * x0 + (1 - a).sqrt() * noise (alpha_bar, not alpha; t indexes directly, "
              "no t - 1)",
     )
 
 
+@tiered
 def check_ddpm_step(ddpm_step: Callable) -> bool:
     """Check ``ddpm_step(model_eps, x_t, t, schedule, noise)`` via the posterior q(x_{t-1} | x_t, x_0)."""
     import torch
@@ -223,7 +228,8 @@ def check_ddpm_step(ddpm_step: Callable) -> bool:
     ]
     return run_check(
         "ddpm_step(model_eps, x_t, t, schedule, noise)", ddpm_step, cases,
-        hint="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long, device=x_t.device)); mean = (x_t - beta_t / "
+        hint="the reverse step's mean removes the predicted noise from x_t and rescales; its variance is the posterior's, and the last step (t = 0) adds no noise",
+        solution="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long, device=x_t.device)); mean = (x_t - beta_t / "
              "sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); beta_tilde = (1 - alpha_bar_{t-1}) / "
              "(1 - alpha_bar_t) * beta_t; return mean + sqrt(beta_tilde) * noise for t > 0 and mean at t = 0",
     )

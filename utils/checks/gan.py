@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, to_device
+from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_discriminator_loss", "check_generator_loss", "reference_discriminator_loss",
            "reference_generator_loss"]
@@ -53,6 +53,7 @@ def _grad_case(reference, *args, **kwargs):
     return test
 
 
+@tiered
 def check_discriminator_loss(discriminator_loss: Callable) -> bool:
     """Check ``discriminator_loss(real_logits, fake_logits)`` against BCE with logits."""
     import torch
@@ -76,12 +77,14 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
     ]
     return run_check(
         "discriminator_loss(real_logits, fake_logits)", discriminator_loss, cases,
-        hint="-log D(x) = softplus(-logit) for real samples and -log(1 - D(G(z))) = softplus(logit) for "
+        hint='binary cross-entropy with target 1 for real and 0 for fake samples, each set averaged on its own, computed from logits (never log of a sigmoid)',
+        solution="-log D(x) = softplus(-logit) for real samples and -log(1 - D(G(z))) = softplus(logit) for "
              "fakes: F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean() (or BCE with logits "
              "and targets 1 and 0); never take log(sigmoid(...))",
     )
 
 
+@tiered
 def check_generator_loss(generator_loss: Callable) -> bool:
     """Check ``generator_loss(fake_logits, saturating=False)``: both forms, stable and differentiable."""
     import torch
@@ -109,6 +112,7 @@ def check_generator_loss(generator_loss: Callable) -> bool:
     ]
     return run_check(
         "generator_loss(fake_logits, saturating)", generator_loss, cases,
-        hint="non-saturating: minimise -log D(G(z)) = F.softplus(-fake_logits).mean(); saturating: minimise "
+        hint='the saturating loss minimises log(1 - D(G(z))), the non-saturating one maximises log D(G(z)); both from logits, for stability',
+        solution="non-saturating: minimise -log D(G(z)) = F.softplus(-fake_logits).mean(); saturating: minimise "
              "log(1 - D(G(z))) = -F.softplus(fake_logits).mean(); both are scalars to minimise",
     )

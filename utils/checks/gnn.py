@@ -14,7 +14,7 @@ import math
 import warnings
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_attention_message_passing", "check_gcn_layer", "check_normalized_adjacency",
            "check_polynomial_filter", "reference_normalized_adjacency", "undirected_edge_index"]
@@ -47,6 +47,7 @@ def _random_graph(n, p, seed):
     return undirected_edge_index(upper.nonzero())
 
 
+@tiered
 def check_normalized_adjacency(normalized_adjacency: Callable) -> bool:
     """Check ``normalized_adjacency(edge_index, num_nodes)`` -> dense (N, N) float32 tensor."""
     import torch
@@ -87,7 +88,8 @@ def check_normalized_adjacency(normalized_adjacency: Callable) -> bool:
     ]
     return run_check(
         "normalized_adjacency(edge_index, num_nodes)", normalized_adjacency, cases,
-        hint="A = torch.zeros(N, N, device=edge_index.device); A[edge_index[1], edge_index[0]] = 1; "
+        hint='add self loops, then scale entry (i, j) by 1 / sqrt(degree_i * degree_j), with the degrees counted after adding the loops',
+        solution="A = torch.zeros(N, N, device=edge_index.device); A[edge_index[1], edge_index[0]] = 1; "
              "A_tilde = A + torch.eye(N, device=edge_index.device) (self loops); "
              "d = A_tilde.sum(1) (degrees of A + I, not of A); return d^-1/2[:, None] * A_tilde * d^-1/2[None, :] "
              "as float32 of shape (num_nodes, num_nodes). Create new tensors on edge_index's device: the notebook "
@@ -112,6 +114,7 @@ def _laplacian(edge_index, n):
     return torch.diag(A.sum(1)) - A
 
 
+@tiered
 def check_polynomial_filter(polynomial_filter: Callable) -> bool:
     """Check ``polynomial_filter(L, x, coeffs)`` = sum_k coeffs[k] L^k x against the spectral formula."""
     import torch
@@ -155,7 +158,8 @@ def check_polynomial_filter(polynomial_filter: Callable) -> bool:
     ]
     return run_check(
         "polynomial_filter(L, x, coeffs)", polynomial_filter, cases,
-        hint="out = coeffs[0] * x; power = x; for c in coeffs[1:]: power = L @ power; out = out + c * power. "
+        hint='a polynomial in L applied to x needs only repeated multiplications by L, never a power of the matrix',
+        solution="out = coeffs[0] * x; power = x; for c in coeffs[1:]: power = L @ power; out = out + c * power. "
              "coeffs[k] multiplies L^k (k = 0 is the identity); never form L^k itself",
     )
 
@@ -171,6 +175,7 @@ def _pyg_gcnconv():
     return GCNConv
 
 
+@tiered
 def check_gcn_layer(GCNLayer: type) -> bool:  # noqa: N803 - the class is the argument
     """Check ``GCNLayer(in_features, out_features)``: attributes, and forward(x, edge_index) vs GCNConv."""
     import torch
@@ -252,7 +257,8 @@ def check_gcn_layer(GCNLayer: type) -> bool:  # noqa: N803 - the class is the ar
     ]
     return run_check(
         "GCNLayer(in_features, out_features)", GCNLayer, cases,
-        hint="__init__: self.lin = nn.Linear(in_features, out_features, bias=False); self.bias = "
+        hint='a linear map of the node features without bias, propagated with the normalised adjacency, then a bias that autograd can train',
+        solution="__init__: self.lin = nn.Linear(in_features, out_features, bias=False); self.bias = "
              "nn.Parameter(torch.zeros(out_features)). forward: normalized_adjacency(edge_index, x.shape[0]) @ "
              "self.lin(x) + self.bias (transform, aggregate with self loops, then add the bias)",
     )
@@ -293,6 +299,7 @@ def _attention_case(q, k, v, edge_index, atol, large_scores=False):
     return test
 
 
+@tiered
 def check_attention_message_passing(attention_message_passing: Callable) -> bool:
     """Check ``attention_message_passing(q, k, v, edge_index)`` against masked dense attention."""
     import torch
@@ -333,7 +340,8 @@ def check_attention_message_passing(attention_message_passing: Callable) -> bool
     ]
     return run_check(
         "attention_message_passing(q, k, v, edge_index)", attention_message_passing, cases,
-        hint="src, dst = edge_index; scores = (q[dst] * k[src]).sum(-1) / sqrt(d); normalise per target: "
+        hint="one score per edge, a softmax over the edges that arrive at each node (stabilised by each group's maximum), then a weighted sum of the senders' values",
+        solution="src, dst = edge_index; scores = (q[dst] * k[src]).sum(-1) / sqrt(d); normalise per target: "
              "top = scores.new_full((N,), -inf).scatter_reduce(0, dst, scores, 'amax') (start from -inf, not 0), "
              "w = (scores - top[dst]).exp(), divide by the sum over the same group "
              "(scores.new_zeros(N).index_add_(0, dst, w)); out = v.new_zeros(N, d_v).index_add_(0, dst, "

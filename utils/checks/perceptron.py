@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_perceptron_fit", "check_hinge_loss", "check_softmax_cross_entropy",
            "reference_perceptron_fit"]
@@ -58,6 +58,7 @@ def _perceptron_case(name, X, y, epochs, lr) -> Case:
     return Case(name, test=test)
 
 
+@tiered
 def check_perceptron_fit(perceptron_fit: Callable) -> bool:
     """Check ``perceptron_fit(X, y, epochs, lr) -> (w, b, errors_per_epoch)``."""
     rng = np.random.default_rng(3)
@@ -75,7 +76,8 @@ def check_perceptron_fit(perceptron_fit: Callable) -> bool:
     ]
     return run_check(
         "perceptron_fit(X, y, epochs, lr)", perceptron_fit, cases,
-        hint="start from w = 0, b = 0; visit samples in the given order; predict y_hat = "
+        hint="Rosenblatt's rule: visit the samples in order and change w and b only when a sample is misclassified; stop after an epoch without errors",
+        solution="start from w = 0, b = 0; visit samples in the given order; predict y_hat = "
              "float(w @ x + b > 0) (strictly greater); update w += lr * (y - y_hat) * x and "
              "b += lr * (y - y_hat); count updates per epoch and stop after an epoch with none",
     )
@@ -89,6 +91,7 @@ def _ref_hinge(scores, y, w, lam):
     return float(lam / 2 * (w.double() ** 2).sum()) + data
 
 
+@tiered
 def check_hinge_loss(hinge_loss: Callable) -> bool:
     """Check ``hinge_loss(scores, y, w, lam)`` = lam/2 ||w||^2 + sum_i max(0, 1 - y_i s_i)."""
     import torch
@@ -131,11 +134,13 @@ def check_hinge_loss(hinge_loss: Callable) -> bool:
     ]
     return run_check(
         "hinge_loss(scores, y, w, lam)", hinge_loss, cases,
-        hint="the data term is a SUM over samples of max(0, 1 - y_i s_i) (torch.clamp does the max); "
+        hint='a sum over samples of how far each one falls short of margin 1, plus the L2 penalty on w',
+        solution="the data term is a SUM over samples of max(0, 1 - y_i s_i) (torch.clamp does the max); "
              "the regularizer is lam / 2 times the squared norm of w; stay in torch for autograd",
     )
 
 
+@tiered
 def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
     """Check ``softmax_cross_entropy(logits, y)`` against ``torch.nn.functional.cross_entropy``."""
     import torch
@@ -171,6 +176,7 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
     ]
     return run_check(
         "softmax_cross_entropy(logits, y)", softmax_cross_entropy, cases,
-        hint="subtract the row maximum before exponentiating (log-sum-exp trick); the loss "
+        hint='log-softmax without overflow: shift each row by its maximum first; the loss is the batch mean of -log p(true class)',
+        solution="subtract the row maximum before exponentiating (log-sum-exp trick); the loss "
              "is the mean over the batch of logsumexp(logits_i) - logits_i[y_i]",
     )

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, run_check
+from .core import Case, compare_values, run_check, tiered
 
 __all__ = [
     "check_epsilon_greedy",
@@ -117,6 +117,7 @@ def _policy_is_greedy(P, R, gamma, pi, V_star, atol):
     return None
 
 
+@tiered
 def check_value_iteration(value_iteration: Callable) -> bool:
     """Check ``value_iteration(P, R, gamma, tol)`` -> (V, greedy policy)."""
 
@@ -157,12 +158,14 @@ def check_value_iteration(value_iteration: Callable) -> bool:
     ]
     return run_check(
         "value_iteration(P, R, gamma, tol)", value_iteration, cases,
-        hint="start from V = 0 and repeat Q = R + gamma * P @ V (shape (S, A): P @ V sums over s'), "
+        hint='apply the Bellman optimality backup to V until it stops changing; the policy is greedy with respect to the final V',
+        solution="start from V = 0 and repeat Q = R + gamma * P @ V (shape (S, A): P @ V sums over s'), "
              "V_new = Q.max(axis=1), until max|V_new - V| < tol; return V and Q.argmax(axis=1) "
              "computed from the final V",
     )
 
 
+@tiered
 def check_toy_text_to_arrays(toy_text_to_arrays: Callable) -> bool:
     """Check ``toy_text_to_arrays(env)`` -> (P (S, A, S), R (S, A)) against gymnasium's tables."""
     import gymnasium as gym
@@ -206,12 +209,14 @@ def check_toy_text_to_arrays(toy_text_to_arrays: Callable) -> bool:
     ]
     return run_check(
         "toy_text_to_arrays(env)", toy_text_to_arrays, cases,
-        hint="S, A = env.observation_space.n, env.action_space.n; loop over env.unwrapped.P[s][a], a list of "
+        hint='read the transition lists of every (state, action): probabilities add up per next state, rewards are expected values, and terminal states become absorbing with reward 0',
+        solution="S, A = env.observation_space.n, env.action_space.n; loop over env.unwrapped.P[s][a], a list of "
              "(p, s_next, r, terminated): P[s, a, s_next] += p, R[s, a] += p * r, remember s_next as terminal "
              "when terminated; finally make terminal states absorbing (P[s, :, :] = 0, P[s, :, s] = 1, R[s] = 0)",
     )
 
 
+@tiered
 def check_q_learning_update(q_learning_update: Callable) -> bool:
     """Check ``q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)`` with hand-computed values."""
     Q0 = np.array([[1.0, 2.0], [3.0, -1.0], [0.0, 5.0]])
@@ -246,7 +251,8 @@ def check_q_learning_update(q_learning_update: Callable) -> bool:
     ]
     return run_check(
         "q_learning_update(Q, s, a, r, s_next, terminated, alpha, gamma)", q_learning_update, cases,
-        hint="target = r if terminated else r + gamma * Q[s_next].max(); td = target - Q[s, a]; "
+        hint='move Q[s, a] towards the TD target r + gamma max Q[s_next] (just r when the episode ended), by a fraction alpha, in place',
+        solution="target = r if terminated else r + gamma * Q[s_next].max(); td = target - Q[s, a]; "
              "Q[s, a] += alpha * td (in place); return td (computed before the update)",
     )
 
@@ -262,6 +268,7 @@ def _frequencies(fn, q_row, epsilon, n, seed):
     return counts / n, None
 
 
+@tiered
 def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
     """Check ``epsilon_greedy(Q_row, epsilon, rng)`` by action frequencies over many draws."""
 
@@ -308,6 +315,7 @@ def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
     ]
     return run_check(
         "epsilon_greedy(Q_row, epsilon, rng)", epsilon_greedy, cases,
-        hint="if rng.random() < epsilon: return int(rng.integers(len(Q_row))) (any action, the greedy one "
+        hint='explore with probability epsilon (any action), otherwise exploit, breaking ties among the best actions at random',
+        solution="if rng.random() < epsilon: return int(rng.integers(len(Q_row))) (any action, the greedy one "
              "included); else best = np.flatnonzero(Q_row == Q_row.max()) and return int(rng.choice(best))",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..training import count_params
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_basic_block", "check_resnet18", "check_conv_grad_norms"]
 
@@ -21,6 +21,7 @@ def _torchvision_block(in_channels, out_channels, stride):
     return TVBlock(in_channels, out_channels, stride, downsample)
 
 
+@tiered
 def check_basic_block(BasicBlock: Callable) -> bool:
     """Check ``BasicBlock(in_channels, out_channels, stride=1)`` against torchvision's block."""
     import torch
@@ -88,12 +89,14 @@ def check_basic_block(BasicBlock: Callable) -> bool:
     ]
     return run_check(
         "BasicBlock(in_channels, out_channels, stride)", BasicBlock, cases,
-        hint="conv1 (3x3, stride, bias=False) -> bn1 -> relu -> conv2 (3x3) -> bn2, plus the shortcut: "
+        hint='two 3x3 convolutions with batch norm, added to a shortcut that matches shapes only when they change, then ReLU; the block starts as the identity path',
+        solution="conv1 (3x3, stride, bias=False) -> bn1 -> relu -> conv2 (3x3) -> bn2, plus the shortcut: "
              "identity, or downsample = Sequential(1x1 conv with the stride, BatchNorm2d) when the "
              "shape changes; add, then ReLU; nn.init.zeros_(self.bn2.weight)",
     )
 
 
+@tiered
 def check_resnet18(resnet18: Callable) -> bool:
     """Check ``resnet18(num_classes)``: parameter count and output shape equal torchvision's."""
     import torch
@@ -156,12 +159,14 @@ def check_resnet18(resnet18: Callable) -> bool:
     ]
     return run_check(
         "resnet18(num_classes)", resnet18, cases,
-        hint="stem: 7x7 conv (64, stride 2, padding 3, bias=False), BN, ReLU, 3x3 max-pool (stride 2, "
+        hint='a stem that divides the resolution by 4, four stages of two blocks that double the channels and halve the resolution (except the first), global pooling and a linear layer',
+        solution="stem: 7x7 conv (64, stride 2, padding 3, bias=False), BN, ReLU, 3x3 max-pool (stride 2, "
              "padding 1); four stages of two blocks with 64, 128, 256, 512 channels (stride 2 at the "
              "first block of stages 2-4); adaptive average pooling to 1x1; a linear layer",
     )
 
 
+@tiered
 def check_conv_grad_norms(conv_grad_norms: Callable) -> bool:
     """Check ``conv_grad_norms(model)``: the L2 norm of each Conv2d weight's gradient, in order."""
     import torch
@@ -196,6 +201,7 @@ def check_conv_grad_norms(conv_grad_norms: Callable) -> bool:
     ]
     return run_check(
         "conv_grad_norms(model)", conv_grad_norms, cases,
-        hint="iterate over model.modules() (it recurses into blocks), keep isinstance(m, nn.Conv2d), "
+        hint="visit every convolution of the model, nested ones included, in order, and report the norm of its weight's gradient",
+        solution="iterate over model.modules() (it recurses into blocks), keep isinstance(m, nn.Conv2d), "
              "and return m.weight.grad.norm().item() for each, in order",
     )

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, to_device
+from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward", "reference_rnn_forward",
            "reference_lstm_cell"]
@@ -50,6 +50,7 @@ def _randn(gen, *shape, scale=1.0):
     return scale * torch.randn(*shape, generator=gen, dtype=torch.float64)
 
 
+@tiered
 def check_rnn_forward(rnn_forward: Callable) -> bool:
     """Check ``rnn_forward(x, h0, W_xh, W_hh, b)`` against ``torch.nn.RNN``."""
     import torch
@@ -83,11 +84,13 @@ def check_rnn_forward(rnn_forward: Callable) -> bool:
     ]
     return run_check(
         "rnn_forward(x, h0, W_xh, W_hh, b)", rnn_forward, cases,
-        hint="loop over t: h = torch.tanh(x[t] @ W_xh.T + h @ W_hh.T + b); collect every h and "
+        hint='the same cell at every step: the new state depends on the input and the previous state through a tanh; return every state',
+        solution="loop over t: h = torch.tanh(x[t] @ W_xh.T + h @ W_hh.T + b); collect every h and "
              "torch.stack them (T, N, H); h0 itself is not returned",
     )
 
 
+@tiered
 def check_lstm_cell(lstm_cell: Callable) -> bool:
     """Check ``lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)`` against ``nn.LSTMCell``."""
     import torch
@@ -145,11 +148,13 @@ def check_lstm_cell(lstm_cell: Callable) -> bool:
     ]
     return run_check(
         "lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)", lstm_cell, cases,
-        hint="z = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh; i, f, g, o = z.chunk(4, dim=1); "
+        hint="four gates from one matrix product, in PyTorch's order; the cell state is gated memory plus gated new content, the hidden state a gated view of it",
+        solution="z = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh; i, f, g, o = z.chunk(4, dim=1); "
              "i, f, o through sigmoid, g through tanh; c' = f * c + i * g; h' = o * tanh(c'); return (h', c')",
     )
 
 
+@tiered
 def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
     """Check ``clip_grad_norm(parameters, max_norm)`` against ``torch.nn.utils.clip_grad_norm_``."""
     import torch
@@ -205,7 +210,8 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
     ]
     return run_check(
         "clip_grad_norm(parameters, max_norm)", clip_grad_norm, cases,
-        hint="params = [p for p in parameters if p.grad is not None] (turn a generator into a list first); "
+        hint='measure ONE norm over all gradients together, and if it is too large scale every gradient by the same factor, in place',
+        solution="params = [p for p in parameters if p.grad is not None] (turn a generator into a list first); "
              "total = sqrt(sum of p.grad.pow(2).sum()); factor = min(1, max_norm / (total + 1e-6)); "
              "p.grad.mul_(factor) for every p; return total",
     )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..training import count_params
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_conv_matrix", "check_iou_per_class", "check_unet", "reference_conv_matrix"]
 
@@ -24,6 +24,7 @@ def reference_conv_matrix(kernel, input_size, stride=1, padding=0):
     return torch.autograd.functional.jacobian(conv, kernel.new_zeros(H * W))
 
 
+@tiered
 def check_conv_matrix(conv_matrix: Callable) -> bool:
     """Check ``conv_matrix(kernel, input_size, stride, padding)`` against conv2d and conv_transpose2d."""
     import torch
@@ -62,12 +63,14 @@ def check_conv_matrix(conv_matrix: Callable) -> bool:
     ]
     return run_check(
         "conv_matrix(kernel, input_size, stride, padding)", conv_matrix, cases,
-        hint="row r = (i, j) of the output, column c = (h, w) of the input: M[r, c] = kernel[u, v] with "
+        hint="each row of M is one output pixel; it holds the kernel's weights at the columns of the input pixels its window covers",
+        solution="row r = (i, j) of the output, column c = (h, w) of the input: M[r, c] = kernel[u, v] with "
              "h = i * stride - padding + u and w = j * stride - padding + v; skip taps that fall in the "
              "padding; allocate M with kernel.new_zeros(...) (the kernel's dtype and device)",
     )
 
 
+@tiered
 def check_iou_per_class(iou_per_class: Callable) -> bool:
     """Check ``iou_per_class(pred, target, num_classes)`` against scikit-learn's jaccard_score."""
     import numpy as np
@@ -98,12 +101,14 @@ def check_iou_per_class(iou_per_class: Callable) -> bool:
     ]
     return run_check(
         "iou_per_class(pred, target, num_classes)", iou_per_class, cases,
-        hint="for each class c: intersection = ((pred == c) & (target == c)).sum(), union = "
+        hint='per class, compare the predicted and the true region: intersection over union, undefined (NaN) when the class appears in neither',
+        solution="for each class c: intersection = ((pred == c) & (target == c)).sum(), union = "
              "((pred == c) | (target == c)).sum(); IoU = intersection / union as float, NaN when the "
              "union is 0; return a float tensor of shape (num_classes,)",
     )
 
 
+@tiered
 def check_unet(UNet: Callable) -> bool:
     """Check ``UNet(in_channels, num_classes, base_channels)``: shapes, skips flag and gradient flow."""
     import torch
@@ -174,7 +179,8 @@ def check_unet(UNet: Callable) -> bool:
     ]
     return run_check(
         "UNet(in_channels, num_classes, base_channels, skips=True)", UNet, cases,
-        hint="encoder: double_conv -> max-pool 2 -> double_conv ...; decoder: ConvTranspose2d(kernel 2, "
+        hint='encoder halves the resolution and doubles the channels; the decoder upsamples and concatenates the encoder map of the same size (zeros instead when skips=False); a 1x1 head gives the classes',
+        solution="encoder: double_conv -> max-pool 2 -> double_conv ...; decoder: ConvTranspose2d(kernel 2, "
              "stride 2) halves the channels, torch.cat with the encoder feature map of the same size "
              "(torch.zeros_like(skip) when skips=False: zeros on the skip's device), double_conv; a 1x1 conv head gives num_classes maps",
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_free_energy", "check_info_nce", "check_ista", "reference_free_energy",
            "reference_info_nce", "reference_ista", "lasso_solution"]
@@ -66,6 +66,7 @@ def _randn(seed, *shape, scale=1.0):
     return scale * torch.randn(*shape, generator=g, dtype=torch.float64)
 
 
+@tiered
 def check_free_energy(free_energy: Callable) -> bool:
     """Check ``free_energy(E_grid, beta)`` (last axis of ``E_grid`` = the K values of z)."""
     import torch
@@ -108,11 +109,13 @@ def check_free_energy(free_energy: Callable) -> bool:
     ]
     return run_check(
         "free_energy(E_grid, beta)", free_energy, cases,
-        hint="K = E_grid.shape[-1]; return -(torch.logsumexp(-beta * E_grid, dim=-1) - math.log(K)) / beta "
+        hint='a soft minimum over the latent grid: -1/beta times the log of the AVERAGE of exp(-beta E), computed stably',
+        solution="K = E_grid.shape[-1]; return -(torch.logsumexp(-beta * E_grid, dim=-1) - math.log(K)) / beta "
              "(the - log K makes it an average over z, so a flat energy has F = E)",
     )
 
 
+@tiered
 def check_ista(ista: Callable) -> bool:
     """Check ``ista(y, W, lam, steps)``: first iterates vs a reference ISTA, converged codes vs sklearn's Lasso."""
     import torch
@@ -184,13 +187,15 @@ def check_ista(ista: Callable) -> bool:
     ]
     return run_check(
         "ista(y, W, lam, steps)", ista, cases,
-        hint="eta = 1 / torch.linalg.matrix_norm(W, ord=2) ** 2; z = torch.zeros(*y.shape[:-1], K, dtype=y.dtype, "
+        hint='alternate a gradient step on the reconstruction error (step 1 / largest singular value squared) with soft-thresholding, starting from z = 0',
+        solution="eta = 1 / torch.linalg.matrix_norm(W, ord=2) ** 2; z = torch.zeros(*y.shape[:-1], K, dtype=y.dtype, "
              "device=y.device); repeat: "
              "u = z - eta * (z @ W.T - y) @ W; z = sign(u) * clamp(|u| - eta * lam, min=0) "
              "(rows of y are samples, so W acts on the right as W.T)",
     )
 
 
+@tiered
 def check_info_nce(info_nce: Callable) -> bool:
     """Check ``info_nce(z1, z2, temperature)`` against ``F.cross_entropy`` on normalised similarities."""
     import torch
@@ -245,6 +250,7 @@ def check_info_nce(info_nce: Callable) -> bool:
     ]
     return run_check(
         "info_nce(z1, z2, temperature)", info_nce, cases,
-        hint="z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1); logits = z1 @ z2.T / temperature (N, N), "
+        hint='cosine similarities between every z1 and every z2, divided by the temperature, form a classification problem whose correct class for row i is i',
+        solution="z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1); logits = z1 @ z2.T / temperature (N, N), "
              "row i scores z1[i] against every z2[j]; return F.cross_entropy(logits, torch.arange(N, device=z1.device)) (a mean)",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, run_check
+from .core import Case, run_check, tiered
 
 __all__ = ["check_accuracy"]
 
@@ -47,6 +47,7 @@ def _cases() -> list[Case]:
     ]
 
 
+@tiered
 def check_accuracy(accuracy: Callable) -> bool:
     """Check ``accuracy(logits, y) -> float``: the fraction of rows whose arg-max is the label.
 
@@ -58,6 +59,7 @@ def check_accuracy(accuracy: Callable) -> bool:
     """
     return run_check(
         "accuracy(logits, y)", accuracy, _cases(),
-        hint="take the arg-max over the class dimension (dim=1), compare with y, and return "
+        hint='compare the predicted class (the largest logit of each row) with the label and average: a Python float in [0, 1], not a percentage or a count',
+        solution="take the arg-max over the class dimension (dim=1), compare with y, and return "
              "the mean as a Python float in [0, 1] (not a percentage, not a count)",
     )

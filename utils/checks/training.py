@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, to_device
+from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout"]
 
@@ -76,6 +76,7 @@ class _AdamRunner:
         return state, None
 
 
+@tiered
 def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
     """Check ``sgd_momentum_step(p, grad, buf, lr, momentum, nesterov=False)`` against torch.optim.SGD."""
     import torch
@@ -101,12 +102,14 @@ def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
     cases.append(device_case(run=on_device))
     return run_check(
         "sgd_momentum_step(p, grad, buf, lr, momentum, nesterov)", sgd_momentum_step, cases,
-        hint="PyTorch's convention: buf = grad on the first step (buf is None), afterwards "
+        hint="the momentum buffer accumulates past gradients (PyTorch's convention, no dampening); the step follows the buffer, or looks ahead with Nesterov; update p in place",
+        solution="PyTorch's convention: buf = grad on the first step (buf is None), afterwards "
              "buf = momentum * buf + grad (no (1 - momentum) factor); the step direction is buf, "
              "or grad + momentum * buf with Nesterov; then p -= lr * direction, in place",
     )
 
 
+@tiered
 def check_adam_step(adam_step: Callable) -> bool:
     """Check ``adam_step(p, grad, state, lr, betas, eps)`` against torch.optim.Adam over several steps."""
     import torch
@@ -134,11 +137,13 @@ def check_adam_step(adam_step: Callable) -> bool:
     cases.append(device_case(run=on_device))
     return run_check(
         "adam_step(p, grad, state, lr, betas, eps)", adam_step, cases,
-        hint="increment state['step'] first; update both moving averages in place; divide each "
+        hint='moving averages of the gradient and of its square, each corrected for its bias towards zero at early steps, then a step scaled per coordinate',
+        solution="increment state['step'] first; update both moving averages in place; divide each "
              "by (1 - beta ** step) (bias correction); p -= lr * m_hat / (sqrt(v_hat) + eps)",
     )
 
 
+@tiered
 def check_batchnorm_forward(batchnorm_forward: Callable) -> bool:
     """Check ``batchnorm_forward(...)`` against ``torch.nn.functional.batch_norm``, train and eval."""
     import torch
@@ -179,12 +184,14 @@ def check_batchnorm_forward(batchnorm_forward: Callable) -> bool:
     return run_check(
         "batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momentum, eps)",
         batchnorm_forward, cases,
-        hint="in training, per channel: mean and BIASED variance over every dim but 1 normalise x; "
+        hint="training normalises with the batch's per-channel statistics and updates the running ones; evaluation normalises with the running statistics",
+        solution="in training, per channel: mean and BIASED variance over every dim but 1 normalise x; "
              "the running variance is updated with the UNBIASED variance (n / (n - 1)); "
              "new = (1 - momentum) * old + momentum * batch; in eval, normalise with the running stats",
     )
 
 
+@tiered
 def check_dropout(dropout: Callable) -> bool:
     """Check ``dropout(x, p, training)`` (inverted dropout) by its statistics and invariants."""
     import torch
@@ -237,7 +244,8 @@ def check_dropout(dropout: Callable) -> bool:
     ]
     return run_check(
         "dropout(x, p, training)", dropout, cases,
-        hint="keep each entry with probability 1 - p (a Bernoulli mask drawn with torch's RNG, "
+        hint='inverted dropout: zero each entry with probability p and rescale the survivors so the expectation is unchanged; nothing happens outside training',
+        solution="keep each entry with probability 1 - p (a Bernoulli mask drawn with torch's RNG, "
              "e.g. torch.rand_like(x) >= p) and divide the kept entries by 1 - p; return x unchanged "
              "when not training",
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_elbo_loss", "check_gaussian_kl", "check_reparameterize", "reference_elbo_loss",
            "reference_gaussian_kl"]
@@ -28,6 +28,7 @@ def reference_elbo_loss(x, logits, mu, logvar, beta=1.0):
     return (rec + beta * reference_gaussian_kl(mu, logvar)).mean()
 
 
+@tiered
 def check_reparameterize(reparameterize: Callable) -> bool:
     """Check ``reparameterize(mu, logvar)`` by its statistics and its gradients."""
     import torch
@@ -85,11 +86,13 @@ def check_reparameterize(reparameterize: Callable) -> bool:
     ]
     return run_check(
         "reparameterize(mu, logvar)", reparameterize, cases,
-        hint="z = mu + exp(0.5 * logvar) * eps with eps = torch.randn_like(mu); the noise is the only "
+        hint='a sample written as a deterministic function of mu, logvar and independent standard noise, so gradients reach mu and logvar',
+        solution="z = mu + exp(0.5 * logvar) * eps with eps = torch.randn_like(mu); the noise is the only "
              "random part, so gradients flow to mu and logvar",
     )
 
 
+@tiered
 def check_gaussian_kl(gaussian_kl: Callable) -> bool:
     """Check ``gaussian_kl(mu, logvar)`` against torch.distributions.kl_divergence."""
     import torch
@@ -111,11 +114,13 @@ def check_gaussian_kl(gaussian_kl: Callable) -> bool:
     ]
     return run_check(
         "gaussian_kl(mu, logvar)", gaussian_kl, cases,
-        hint="per dimension KL = 0.5 * (mu^2 + exp(logvar) - 1 - logvar); sum over the latent dimension "
+        hint='the closed-form KL between a diagonal Gaussian and the standard normal, summed over the latent dimensions, one value per sample',
+        solution="per dimension KL = 0.5 * (mu^2 + exp(logvar) - 1 - logvar); sum over the latent dimension "
              "(dim=-1) and keep the batch: the result has shape (N,)",
     )
 
 
+@tiered
 def check_elbo_loss(elbo_loss: Callable) -> bool:
     """Check ``elbo_loss(x, logits, mu, logvar, beta=1.0)`` against BCE-with-logits + KL."""
     import torch
@@ -145,7 +150,8 @@ def check_elbo_loss(elbo_loss: Callable) -> bool:
     ]
     return run_check(
         "elbo_loss(x, logits, mu, logvar, beta)", elbo_loss, cases,
-        hint="F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed over every "
+        hint='the negative ELBO per sample is the reconstruction loss summed over its pixels plus beta times its KL; average over the batch',
+        solution="F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed over every "
              "dimension but the batch, plus beta * gaussian_kl(mu, logvar), then the mean over the batch "
              "(a scalar)",
     )
