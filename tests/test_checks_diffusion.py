@@ -165,3 +165,47 @@ def test_ddpm_step_check(capsys):
 
     for wrong in (beta_variance, noise_at_zero, int_timestep, abar_in_mean):
         assert not _verdict(checks.check_ddpm_step, wrong, capsys), wrong.__name__
+
+
+# ----- ddim_step (a check ready for lab 10's DDIM section) ------------------------------------
+def ddim_ratio_form(model_eps, x_t, t, s, alpha_bars):
+    """Correct, written differently: x_s = sqrt(abar_s / abar_t) (x_t - sqrt(1 - abar_t) eps) + sqrt(1 - abar_s) eps."""
+    eps = model_eps(x_t, x_t.new_full((x_t.shape[0],), t, dtype=torch.long))
+    a_t = alpha_bars[t]
+    a_s = alpha_bars[s] if s >= 0 else torch.ones_like(a_t)
+    return torch.sqrt(a_s / a_t) * (x_t - torch.sqrt(1 - a_t) * eps) + torch.sqrt(1 - a_s) * eps
+
+
+def _ddim_mistake(kind):
+    def step(model_eps, x_t, t, s, alpha_bars):
+        eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device))
+        a_t = alpha_bars[t]
+        a_s = alpha_bars[s] if (s >= 0 or kind == "negative index") else torch.ones_like(a_t)
+        if kind == "previous step":
+            a_s = alpha_bars[t - 1]
+        x0_hat = (x_t - torch.sqrt(1 - a_t) * eps) / torch.sqrt(a_t)
+        if kind == "only x0":
+            return x0_hat
+        noise = torch.randn_like(x_t) if kind == "fresh noise" else eps
+        return torch.sqrt(a_s) * x0_hat + torch.sqrt(1 - a_s) * noise
+    return step
+
+
+def ddim_cpu_t_batch(model_eps, x_t, t, s, alpha_bars):
+    eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.long))      # no device: a GPU trap
+    a_t, a_s = alpha_bars[t], (alpha_bars[s] if s >= 0 else torch.ones_like(alpha_bars[t]))
+    return torch.sqrt(a_s) * (x_t - torch.sqrt(1 - a_t) * eps) / torch.sqrt(a_t) + torch.sqrt(1 - a_s) * eps
+
+
+def test_ddim_step_check(capsys):
+    assert _verdict(checks.check_ddim_step, checks.reference_ddim_step, capsys)
+    assert _verdict(checks.check_ddim_step, ddim_ratio_form, capsys)
+    for kind in ("fresh noise", "negative index", "previous step", "only x0"):
+        assert not _verdict(checks.check_ddim_step, _ddim_mistake(kind), capsys), kind
+    checks.check_ddim_step(_ddim_mistake("negative index"))
+    assert "s = -1 is the clean end" in capsys.readouterr().out
+    checks.check_ddim_step(_ddim_mistake("fresh noise"))
+    assert "deterministic" in capsys.readouterr().out
+    assert not _verdict(checks.check_ddim_step, ddim_cpu_t_batch, capsys)
+    checks.check_ddim_step(ddim_cpu_t_batch)
+    assert "created a tensor on the CPU" in capsys.readouterr().out

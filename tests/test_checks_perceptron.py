@@ -140,3 +140,42 @@ def test_ce_check_rejects_mistakes(wrong, capsys):
 def test_ce_check_accepts_alternative_and_torch(capsys):
     assert _quiet(checks.check_softmax_cross_entropy, ce_alternative, capsys)
     assert _quiet(checks.check_softmax_cross_entropy, F.cross_entropy, capsys)
+
+
+# ----- the analytic softmax cross-entropy gradient (a check ready for lab 01) -----------------
+def ce_grad_softmax_minus_onehot(logits, y):
+    p = torch.softmax(logits, dim=1)
+    return (p - torch.nn.functional.one_hot(y, logits.shape[1]).to(p.dtype)) / len(y)
+
+
+def ce_grad_in_place(logits, y):
+    p = torch.softmax(logits, dim=1)
+    p[torch.arange(len(y), device=logits.device), y] -= 1
+    return p / len(y)
+
+
+def _grad_ok(fn, capsys) -> bool:
+    ok = checks.check_softmax_cross_entropy_grad(fn)
+    capsys.readouterr()
+    return ok
+
+
+def test_softmax_cross_entropy_grad_check(capsys):
+    assert _grad_ok(ce_grad_softmax_minus_onehot, capsys)
+    assert _grad_ok(ce_grad_in_place, capsys)
+    for wrong, why in ((lambda z, y: ce_grad_in_place(z, y) * len(y), "SUM over the batch"),
+                       (lambda z, y: -ce_grad_in_place(z, y), "sign is flipped")):
+        assert not _grad_ok(wrong, capsys)
+        checks.check_softmax_cross_entropy_grad(wrong)
+        assert why in capsys.readouterr().out
+
+    def naive_exp(z, y):                     # exp overflows (float64) for logits of 800
+        e = torch.exp(z)
+        p = e / e.sum(1, keepdim=True)
+        p[torch.arange(len(y)), y] -= 1
+        return p / len(y)
+    assert not _grad_ok(naive_exp, capsys)
+
+    def eye_on_cpu(z, y):                    # torch.eye(C)[y] indexes a CPU matrix with y: a GPU trap
+        return (torch.softmax(z, dim=1) - torch.eye(z.shape[1], dtype=z.dtype)[y]) / len(y)
+    assert not _grad_ok(eye_on_cpu, capsys)

@@ -166,3 +166,71 @@ def test_dropout_check_rejects_mistakes(wrong, capsys):
 def test_dropout_check_accepts_correct(capsys):
     assert _verdict(checks.check_dropout, dropout_alternative, capsys)
     assert _verdict(checks.check_dropout, lambda x, p, t: torch.nn.functional.dropout(x, p, t), capsys)
+
+
+# ----- batch-norm backward (a check ready for lab 03) -----------------------------------------
+def _dims(x):
+    return [0] + list(range(2, x.ndim))
+
+
+def bn_backward_compact(dy, x, gamma, eps):
+    """Correct: the compact formula."""
+    D = _dims(x)
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    mean, var = x.mean(D, keepdim=True), x.var(D, unbiased=False, keepdim=True)
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    dx = gamma.reshape(shape) / torch.sqrt(var + eps) * (
+        dy - dy.mean(D, keepdim=True) - x_hat * (dy * x_hat).mean(D, keepdim=True))
+    return dx, (dy * x_hat).sum(D), dy.sum(D)
+
+
+def bn_backward_chain_rule(dy, x, gamma, eps):
+    """Correct, written differently: the step-by-step chain rule through mean and variance."""
+    D = _dims(x)
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    m = x.numel() // x.shape[1]
+    mu = x.mean(D, keepdim=True)
+    xc = x - mu
+    var = (xc ** 2).mean(D, keepdim=True)
+    inv = 1 / torch.sqrt(var + eps)
+    x_hat = xc * inv
+    dx_hat = dy * gamma.reshape(shape)
+    dvar = (dx_hat * xc).sum(D, keepdim=True) * -0.5 * inv ** 3
+    dmu = (-dx_hat * inv).sum(D, keepdim=True) + dvar * (-2 * xc).mean(D, keepdim=True)
+    dx = dx_hat * inv + dvar * 2 * xc / m + dmu / m
+    return dx, (dy * x_hat).sum(D), dy.sum(D)
+
+
+def bn_backward_constant_stats(dy, x, gamma, eps):
+    D = _dims(x)
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    var = x.var(D, unbiased=False, keepdim=True)
+    x_hat = (x - x.mean(D, keepdim=True)) / torch.sqrt(var + eps)
+    return dy * gamma.reshape(shape) / torch.sqrt(var + eps), (dy * x_hat).sum(D), dy.sum(D)
+
+
+def bn_backward_unbiased(dy, x, gamma, eps):
+    D = _dims(x)
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    mean, var = x.mean(D, keepdim=True), x.var(D, unbiased=True, keepdim=True)
+    x_hat = (x - mean) / torch.sqrt(var + eps)
+    dx = gamma.reshape(shape) / torch.sqrt(var + eps) * (
+        dy - dy.mean(D, keepdim=True) - x_hat * (dy * x_hat).mean(D, keepdim=True))
+    return dx, (dy * x_hat).sum(D), dy.sum(D)
+
+
+def bn_backward_dgamma_per_batch(dy, x, gamma, eps):
+    dx, _, dbeta = bn_backward_compact(dy, x, gamma, eps)
+    D = _dims(x)
+    x_hat = (x - x.mean(D, keepdim=True)) / torch.sqrt(x.var(D, unbiased=False, keepdim=True) + eps)
+    return dx, (dy * x_hat).sum(0), dbeta                       # sums over N only
+
+
+def test_batchnorm_backward_check(capsys):
+    assert _verdict(checks.check_batchnorm_backward, checks.reference_batchnorm_backward, capsys)
+    assert _verdict(checks.check_batchnorm_backward, bn_backward_compact, capsys)
+    assert _verdict(checks.check_batchnorm_backward, bn_backward_chain_rule, capsys)
+    for wrong in (bn_backward_constant_stats, bn_backward_unbiased, bn_backward_dgamma_per_batch):
+        assert not _verdict(checks.check_batchnorm_backward, wrong, capsys), wrong.__name__
+    checks.check_batchnorm_backward(bn_backward_constant_stats)
+    assert "treats the batch mean and variance as constants" in capsys.readouterr().out

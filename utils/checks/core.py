@@ -382,9 +382,9 @@ class _MetaIntoCpu(RuntimeError):
 
 
 def _meta_write_guard():
-    """On the meta stand-in, writing a meta value into a CPU tensor (``M[i] = x[j]``) or indexing a
-    CPU tensor with meta indices fails with 'no data' rather than a device error; this mode turns it
-    into the device error a GPU gives (or the CPU result the output check then reports)."""
+    """On the meta stand-in, writing a meta value into a CPU tensor (``M[i] = x[j]``) fails with 'no
+    data', and indexing a CPU tensor with meta indices (``torch.eye(C)[y]``) quietly gives a CPU
+    tensor; a GPU raises a device error for both. This mode raises it on meta too."""
     from torch.overrides import TorchFunctionMode
 
     def tensors(values):
@@ -397,12 +397,13 @@ def _meta_write_guard():
     class Guard(TorchFunctionMode):
         def __torch_function__(self, func, types, args=(), kwargs=None):
             kwargs = kwargs or {}
-            if getattr(func, "__name__", "") in ("__setitem__", "copy_", "index_put_", "index_put") and args:
+            if getattr(func, "__name__", "") in ("__setitem__", "__getitem__", "copy_", "index_put_", "index_put",
+                                                 "index_select", "gather") and args:
                 target = args[0]
                 if _is_tensor(target) and target.device.type == "cpu" and any(
                         t.device.type == "meta" for t in tensors(list(args[1:]) + list(kwargs.values()))):
-                    raise _MetaIntoCpu("a tensor on the inputs' device was written into a tensor on the CPU: "
-                                       "same device expected")
+                    raise _MetaIntoCpu("a tensor on the inputs' device was written into, or used to index, a "
+                                       "tensor on the CPU: same device expected")
             return func(*args, **kwargs)
 
     return Guard()

@@ -13,7 +13,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
-__all__ = ["check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_schedule"]
+__all__ = ["check_ddim_step", "check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_ddim_step",
+           "reference_schedule"]
 
 
 def reference_schedule(T: int, kind: str):
@@ -232,4 +233,98 @@ def check_ddpm_step(ddpm_step: Callable) -> bool:
         solution="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long, device=x_t.device)); mean = (x_t - beta_t / "
              "sqrt(1 - alpha_bar_t) * eps) / sqrt(alpha_t); beta_tilde = (1 - alpha_bar_{t-1}) / "
              "(1 - alpha_bar_t) * beta_t; return mean + sqrt(beta_tilde) * noise for t > 0 and mean at t = 0",
+    )
+
+
+def reference_ddim_step(model_eps, x_t, t: int, s: int, alpha_bars):
+    """Deterministic DDIM (eta = 0) from step t to step s < t; s = -1 is the clean end (alpha_bar = 1)."""
+    import torch
+
+    eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device))
+    abar_t = alpha_bars[t]
+    abar_s = alpha_bars[s] if s >= 0 else torch.ones((), dtype=alpha_bars.dtype, device=alpha_bars.device)
+    x0_hat = (x_t - (1 - abar_t).sqrt() * eps) / abar_t.sqrt()
+    return abar_s.sqrt() * x0_hat + (1 - abar_s).sqrt() * eps
+
+
+@tiered
+def check_ddim_step(ddim_step: Callable) -> bool:
+    """Check ``ddim_step(model_eps, x_t, t, s, alpha_bars)``: with the true noise it lands exactly on
+    sqrt(alpha_bar_s) x0 + sqrt(1 - alpha_bar_s) eps, the point q(x_s | x0) reaches with the same noise."""
+    import torch
+
+    abar = reference_schedule(200, "linear")[2]
+
+    def oracle_case(shape, t, s, seed):
+        def test(fn):
+            gen = torch.Generator().manual_seed(seed)
+            x0 = torch.randn(shape, generator=gen, dtype=torch.float64)
+            eps = torch.randn(shape, generator=gen, dtype=torch.float64)
+            x_t = abar[t].sqrt() * x0 + (1 - abar[t]).sqrt() * eps
+            calls = []
+
+            def model_eps(x, t_batch):                          # an oracle: returns the true noise
+                calls.append(t_batch)
+                return eps.clone()
+
+            out = fn(model_eps, x_t.clone(), t, s, abar.clone())
+            if not calls:
+                return "model_eps was never called"
+            t_batch = calls[0]
+            if not isinstance(t_batch, torch.Tensor) or t_batch.dtype != torch.long or \
+                    tuple(t_batch.shape) != (shape[0],) or not (t_batch == t).all():
+                return f"model_eps must get a ({shape[0]},) long tensor filled with t = {t}, got {t_batch!r}"[:200]
+            a_s = abar[s] if s >= 0 else torch.tensor(1.0, dtype=torch.float64)
+            want = a_s.sqrt() * x0 + (1 - a_s).sqrt() * eps
+            msg = compare_values(want, out, atol=1e-9, rtol=1e-7, path="x_s")
+            if msg and s < 0:
+                return msg + " (s = -1 is the clean end: alpha_bar = 1, so x_s is the estimate of x0; " \
+                             "alpha_bars[-1] would read the LAST step)"
+            return msg
+        return test
+
+    def model_case(fn):
+        """A non-oracle network: the step must reuse the predicted noise, not draw fresh noise."""
+        gen = torch.Generator().manual_seed(7)
+        x_t = torch.randn(5, 3, generator=gen, dtype=torch.float64)
+
+        def model_eps(x, t_batch):
+            return torch.tanh(x) * (1 + t_batch[:, None].to(x.dtype) / 200)
+
+        got = fn(model_eps, x_t.clone(), 120, 60, abar.clone())
+        again = fn(model_eps, x_t.clone(), 120, 60, abar.clone())
+        if isinstance(got, torch.Tensor) and isinstance(again, torch.Tensor) and not torch.equal(got, again):
+            return "two calls gave different results: DDIM with eta = 0 is deterministic (no fresh noise)"
+        return compare_values(reference_ddim_step(model_eps, x_t, 120, 60, abar), got, atol=1e-9, rtol=1e-7,
+                              path="x_s for a network's (imperfect) noise estimate")
+
+    def float32_case(fn):
+        x_t = torch.randn(4, 2, generator=torch.Generator().manual_seed(8))
+        out = fn(lambda x, tb: 0.5 * x, x_t.clone(), 50, 25, abar.float())
+        if not isinstance(out, torch.Tensor) or out.dtype != torch.float32:
+            return f"float32 inputs gave {getattr(out, 'dtype', type(out).__name__)}: keep the inputs' dtype"
+        return None
+
+    def on_device(fn, device):
+        x_t = to_device(torch.randn(4, 2), device)
+        on = to_device(abar.float(), device)
+        return fn(lambda x, t_batch: x * (1 + t_batch[:, None].to(x.dtype) * on[:1]), x_t, 30, 10, on)
+
+    cases = [
+        Case("true noise, t = 100 -> s = 50: lands on sqrt(abar_s) x0 + sqrt(1 - abar_s) eps",
+             test=oracle_case((6, 2), 100, 50, 0)),
+        Case("images (3, 1, 8, 8), t = 199 -> s = 0", test=oracle_case((3, 1, 8, 8), 199, 0, 1)),
+        Case("one step, t = 10 -> s = 9", test=oracle_case((4, 3), 10, 9, 2)),
+        Case("to the clean end, t = 40 -> s = -1: the estimate of x0", test=oracle_case((5, 2), 40, -1, 3)),
+        Case("a network's noise estimate: deterministic, the predicted noise reused", test=model_case),
+        Case("float32 in, float32 out", test=float32_case),
+        device_case(run=on_device),
+    ]
+    return run_check(
+        "ddim_step(model_eps, x_t, t, s, alpha_bars)", ddim_step, cases,
+        hint="estimate the clean data from x_t and the predicted noise, then move it to the noise level of step s "
+             "with the SAME predicted noise (eta = 0: no fresh noise); s = -1 means alpha_bar = 1",
+        solution="eps = model_eps(x_t, torch.full((N,), t, dtype=torch.long, device=x_t.device)); x0_hat = (x_t - "
+                 "sqrt(1 - abar_t) * eps) / sqrt(abar_t); abar_s = alpha_bars[s] if s >= 0 else 1; return "
+                 "sqrt(abar_s) * x0_hat + sqrt(1 - abar_s) * eps",
     )

@@ -9,6 +9,7 @@ import numpy as np
 from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_perceptron_fit", "check_hinge_loss", "check_softmax_cross_entropy",
+           "check_softmax_cross_entropy_grad",
            "reference_perceptron_fit"]
 
 
@@ -179,4 +180,54 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
         hint='log-softmax without overflow: shift each row by its maximum first; the loss is the batch mean of -log p(true class)',
         solution="subtract the row maximum before exponentiating (log-sum-exp trick); the loss "
              "is the mean over the batch of logsumexp(logits_i) - logits_i[y_i]",
+    )
+
+
+@tiered
+def check_softmax_cross_entropy_grad(softmax_cross_entropy_grad: Callable) -> bool:
+    """Check ``softmax_cross_entropy_grad(logits, y)``: d(mean cross-entropy)/d(logits), against autograd."""
+    import torch
+    import torch.nn.functional as F
+
+    def autograd_reference(logits, y):
+        z = logits.detach().clone().requires_grad_(True)
+        grad, = torch.autograd.grad(F.cross_entropy(z, y), z)
+        return grad
+
+    def diagnosed(N, C, seed, scale=1.0):
+        def test(fn):
+            g = torch.Generator().manual_seed(seed)
+            logits = scale * torch.randn(N, C, generator=g, dtype=torch.float64)
+            y = torch.randint(0, C, (N,), generator=g)
+            want, got = autograd_reference(logits, y), fn(logits.clone(), y.clone())
+            msg = compare_values(want, got, atol=1e-10, rtol=1e-7, path="gradient")
+            if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                return msg
+            for other, why in ((want * N, "the gradient of the SUM over the batch: divide by N for the mean"),
+                               (-want, "the sign is flipped: softmax minus one-hot, not one-hot minus softmax")):
+                if compare_values(other, got, atol=1e-10, rtol=1e-7) is None:
+                    return f"{msg} (that is {why})"
+            return msg
+        return test
+
+    def rows_sum_to_zero(fn):
+        logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
+        got = fn(logits, torch.tensor([0, 1, 2, 3, 0, 1, 2]))
+        sums = got.sum(1) if isinstance(got, torch.Tensor) else None
+        if sums is None or sums.abs().max() > 1e-12:
+            return "each row of the gradient should sum to 0 (softmax sums to 1, the one-hot too)"
+        return None
+
+    cases = [
+        Case("N = 8, C = 5 vs autograd", test=diagnosed(8, 5, 0)),
+        Case("one sample, 3 classes", test=diagnosed(1, 3, 1)),
+        Case("large logits (about +-800, float64): finite, stable softmax", test=diagnosed(6, 4, 2, scale=800.0)),
+        Case("rows sum to zero", test=rows_sum_to_zero),
+        device_case(inputs=lambda: (torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0]))),
+    ]
+    return run_check(
+        "softmax_cross_entropy_grad(logits, y)", softmax_cross_entropy_grad, cases,
+        hint="differentiate -log softmax(z)_y by hand: every logit gets its probability, the true class one less; "
+             "the loss is a mean over the batch",
+        solution="p = torch.softmax(logits, dim=1); p[torch.arange(N, device=logits.device), y] -= 1; return p / N",
     )

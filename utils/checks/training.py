@@ -6,7 +6,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
-__all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout"]
+__all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout",
+           "check_batchnorm_backward", "reference_batchnorm_backward"]
 
 
 def _param_and_grads(seed: int, shape=(4, 3), steps: int = 5):
@@ -248,4 +249,68 @@ def check_dropout(dropout: Callable) -> bool:
         solution="keep each entry with probability 1 - p (a Bernoulli mask drawn with torch's RNG, "
              "e.g. torch.rand_like(x) >= p) and divide the kept entries by 1 - p; return x unchanged "
              "when not training",
+    )
+
+
+def reference_batchnorm_backward(dy, x, gamma, eps):
+    """(dx, dgamma, dbeta) of training-mode batch norm (batch statistics), by autograd of F.batch_norm."""
+    import torch
+    import torch.nn.functional as F
+
+    x_ = x.detach().clone().requires_grad_(True)
+    g_ = gamma.detach().clone().requires_grad_(True)
+    b_ = torch.zeros_like(g_, requires_grad=True)
+    y = F.batch_norm(x_, None, None, g_, b_, training=True, eps=eps)
+    return torch.autograd.grad(y, (x_, g_, b_), dy)
+
+
+@tiered
+def check_batchnorm_backward(batchnorm_backward: Callable) -> bool:
+    """Check ``batchnorm_backward(dy, x, gamma, eps)`` -> (dx, dgamma, dbeta) against autograd."""
+    import torch
+
+    def inputs(shape, seed, scale=1.0):
+        g = torch.Generator().manual_seed(seed)
+        C = shape[1]
+        return (torch.randn(shape, generator=g, dtype=torch.float64),
+                scale * torch.randn(shape, generator=g, dtype=torch.float64) + 2.0,
+                torch.rand(C, generator=g, dtype=torch.float64) + 0.5, 1e-5)
+
+    def diagnosed(shape, seed):
+        def test(fn):
+            dy, x, gamma, eps = inputs(shape, seed)
+            got = fn(dy.clone(), x.clone(), gamma.clone(), eps)
+            if not isinstance(got, tuple | list) or len(got) != 3:
+                return "expected a tuple (dx, dgamma, dbeta)"
+            want = reference_batchnorm_backward(dy, x, gamma, eps)
+            for label, w, g in zip(("dx", "dgamma", "dbeta"), want, got):
+                msg = compare_values(w, g, atol=1e-9, rtol=1e-7, path=label)
+                if msg is None:
+                    continue
+                if label == "dx":
+                    dims = [0] + list(range(2, x.ndim))
+                    shape_c = [1, -1] + [1] * (x.ndim - 2)
+                    constant_stats = dy * gamma.reshape(shape_c) / torch.sqrt(
+                        x.var(dims, unbiased=False, keepdim=True) + eps)
+                    if compare_values(constant_stats, g, atol=1e-9, rtol=1e-7) is None:
+                        return (msg + " (that treats the batch mean and variance as constants: they depend on x "
+                                "too, which adds two terms)")
+                return msg
+            return None
+        return test
+
+    cases = [
+        Case("(N, C) = (16, 5)", test=diagnosed((16, 5), 0)),
+        Case("(N, C, H, W) = (4, 3, 5, 6): statistics over N, H and W", test=diagnosed((4, 3, 5, 6), 1)),
+        Case("batch of 2, (2, 4)", test=diagnosed((2, 4), 2)),
+        Case("one channel, (8, 1, 3, 3)", test=diagnosed((8, 1, 3, 3), 3)),
+        device_case(inputs=lambda: inputs((6, 3, 2, 2), 4)),
+    ]
+    return run_check(
+        "batchnorm_backward(dy, x, gamma, eps)", batchnorm_backward, cases,
+        hint="dbeta and dgamma sum over every dimension but the channel; for dx remember that the batch mean and "
+             "variance are functions of every x in the channel, so each dx collects three terms",
+        solution="x_hat = (x - mean) / sqrt(var + eps) (biased var over dims D = all but 1); dbeta = dy.sum(D); "
+                 "dgamma = (dy * x_hat).sum(D); dx = gamma / sqrt(var + eps) * (dy - dy.mean(D) - x_hat * "
+                 "(dy * x_hat).mean(D)), with keepdim so the (C,) pieces broadcast",
     )
