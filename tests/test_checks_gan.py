@@ -69,3 +69,67 @@ def test_generator_loss_check(capsys):
     assert not _verdict(checks.check_generator_loss,  # maximises the discriminator's loss on fakes (sign)
                         lambda f, saturating=False: -F.softplus(f).mean() if saturating else -F.softplus(-f).mean(),
                         capsys)
+
+
+# ----- the alternating training step (a check ready for lab 09) -------------------------------
+def gan_step_requires_grad(G, D, opt_g, opt_d, real, z, saturating=False):
+    """Correct, written differently: no detach, but the generator is frozen during D's step, and D
+    during G's step."""
+    G.requires_grad_(False)
+    loss_d = checks.reference_discriminator_loss(D(real), D(G(z)))
+    G.requires_grad_(True)
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    loss_g = checks.reference_generator_loss(D(G(z)), saturating)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return loss_d.item(), loss_g.item()
+
+
+def _gan_mistake(kind):
+    def step(G, D, opt_g, opt_d, real, z, saturating=False):
+        fake = G(z)
+        loss_d = checks.reference_discriminator_loss(D(real), D(fake if kind.startswith("no detach") else fake.detach()))
+        if kind != "no zero_grad":
+            opt_d.zero_grad()
+        loss_d.backward(retain_graph=kind == "no detach, graph retained")
+        opt_d.step()
+        loss_g = checks.reference_generator_loss(D(fake), saturating if kind != "always non-saturating" else False)
+        if kind not in ("no zero_grad", "no detach, graph retained"):
+            opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return loss_d.item(), loss_g.item()
+    return step
+
+
+def gan_step_generator_first(G, D, opt_g, opt_d, real, z, saturating=False):
+    fake = G(z)
+    loss_g = checks.reference_generator_loss(D(fake), saturating)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    loss_d = checks.reference_discriminator_loss(D(real), D(fake.detach()))
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    return loss_d.item(), loss_g.item()
+
+
+def test_gan_step_check(capsys):
+    def ok(fn):
+        result = checks.check_gan_step(fn)
+        out = capsys.readouterr().out
+        return result, out
+
+    assert ok(checks.reference_gan_step)[0]
+    assert ok(gan_step_requires_grad)[0]
+    for kind in ("no detach", "no detach, graph retained", "no zero_grad", "always non-saturating"):
+        assert not ok(_gan_mistake(kind))[0], kind
+    assert not ok(gan_step_generator_first)[0]
+    assert "detach the fakes" in ok(_gan_mistake("no detach"))[1]                 # the graph-freed error
+    assert "detach the fakes" in ok(_gan_mistake("no detach, graph retained"))[1]  # gradients into G twice

@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
-__all__ = ["check_discriminator_loss", "check_generator_loss", "reference_discriminator_loss",
-           "reference_generator_loss"]
+__all__ = ["check_discriminator_loss", "check_gan_step", "check_generator_loss", "reference_discriminator_loss",
+           "reference_gan_step", "reference_generator_loss"]
 
 
 def reference_discriminator_loss(real_logits, fake_logits):
@@ -115,4 +115,124 @@ def check_generator_loss(generator_loss: Callable) -> bool:
         hint='the saturating loss minimises log(1 - D(G(z))), the non-saturating one maximises log D(G(z)); both from logits, for stability',
         solution="non-saturating: minimise -log D(G(z)) = F.softplus(-fake_logits).mean(); saturating: minimise "
              "log(1 - D(G(z))) = -F.softplus(fake_logits).mean(); both are scalars to minimise",
+    )
+
+
+def reference_gan_step(G, D, opt_g, opt_d, real, z, saturating=False):
+    """One alternating step: the discriminator on real and DETACHED fakes, then the generator on the
+    same fakes through the updated discriminator. Returns (loss_d, loss_g) as floats."""
+    fake = G(z)
+    loss_d = reference_discriminator_loss(D(real), D(fake.detach()))
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    loss_g = reference_generator_loss(D(fake), saturating)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    return loss_d.item(), loss_g.item()
+
+
+def _gan_setup(seed):
+    import torch
+    from torch import nn
+
+    gen = torch.Generator().manual_seed(seed)
+
+    def mlp(cin, cout):
+        net = nn.Sequential(nn.Linear(cin, 6), nn.Tanh(), nn.Linear(6, cout)).double()
+        with torch.no_grad():
+            for p in net.parameters():
+                p.copy_(torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.5)
+        return net
+
+    G, D = mlp(3, 2), mlp(2, 1)
+    real = torch.randn(16, 2, generator=gen, dtype=torch.float64) + 1.0
+    z = torch.randn(16, 3, generator=gen, dtype=torch.float64)
+    return G, D, real, z
+
+
+@tiered
+def check_gan_step(gan_step: Callable) -> bool:
+    """Check ``gan_step(G, D, opt_g, opt_d, real, z, saturating=False)`` against the alternating reference."""
+    import copy
+
+    import torch
+
+    detach_advice = ("detach the fakes in the discriminator's loss (D(fake.detach())), so its backward pass "
+                     "stops at the fake samples and leaves the generator's graph for the generator's step")
+
+    class _SecondBackward(Exception):
+        pass
+
+    def run(fn, G, D, real, z, saturating, steps):
+        opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)
+        out = None
+        for _ in range(steps):
+            try:
+                out = fn(G, D, opt_g, opt_d, real, z, saturating=saturating)
+            except RuntimeError as exc:
+                if "backward through the graph a second time" in str(exc):
+                    raise _SecondBackward from exc
+                raise
+        return out
+
+    def compare_case(saturating, steps, seed):
+        def test(fn):
+            G, D, real, z = _gan_setup(seed)
+            G2, D2 = copy.deepcopy(G), copy.deepcopy(D)
+            want = run(reference_gan_step, G, D, real, z, saturating, steps)
+            try:
+                got = run(fn, G2, D2, real.clone(), z.clone(), saturating, steps)
+            except _SecondBackward:
+                return ("the generator's backward pass found its graph already freed: the discriminator's "
+                        f"backward went through the generator; {detach_advice}")
+            for name, a, b in (("discriminator", D, D2), ("generator", G, G2)):
+                for (pname, p), q in zip(a.named_parameters(), b.parameters()):
+                    msg = compare_values(p.detach(), q.detach(), atol=1e-10, rtol=1e-8,
+                                         path=f"{name} parameter {pname} after {steps} step(s)")
+                    if msg:
+                        why = (" (is the discriminator updated first, on real and fake, then the generator on the "
+                               "same fakes through the UPDATED discriminator? are both gradients zeroed?)")
+                        return msg + why
+            if not isinstance(got, tuple | list) or len(got) != 2:
+                return "return (loss_d, loss_g)"
+            return compare_values(tuple(float(v) for v in want), tuple(float(v) for v in got), atol=1e-10,
+                                  rtol=1e-8, path="(loss_d, loss_g)")
+        return test
+
+    def detach_case(fn):
+        """The discriminator's step must not backpropagate into the generator."""
+        G, D, real, z = _gan_setup(3)
+        count = {"n": 0}
+        handles = [p.register_hook(lambda g: count.__setitem__("n", count["n"] + 1) or g) for p in G.parameters()]
+        try:
+            run(fn, G, D, real, z, False, 1)
+        except _SecondBackward:
+            return f"the discriminator's backward went through the generator; {detach_advice}"
+        finally:
+            for h in handles:
+                h.remove()
+        per_param = count["n"] / len(handles)
+        if per_param > 1:
+            return f"the generator's parameters received gradients twice in one step: {detach_advice}"
+        if per_param < 1:
+            return "the generator's parameters received no gradient: its loss must be computed from D(fake)"
+        return None
+
+    cases = [
+        Case("one step, non-saturating: both networks' parameters as the reference", test=compare_case(False, 1, 0)),
+        Case("three steps: gradients zeroed before every backward pass", test=compare_case(False, 3, 1)),
+        Case("saturating loss", test=compare_case(True, 2, 2)),
+        Case("the discriminator's step does not reach the generator (detach)", test=detach_case),
+        device_case(run=lambda fn, device: run(fn, *to_device(_gan_setup(4), device), False, 1)),
+    ]
+    return run_check(
+        "gan_step(G, D, opt_g, opt_d, real, z, saturating)", gan_step, cases,
+        hint="first the discriminator learns to tell real from fake while the generator is held fixed (the fakes "
+             "are cut off from the generator's graph), then the generator learns to fool the updated "
+             "discriminator; each network's optimiser steps only on its own loss",
+        solution="fake = G(z); loss_d = discriminator_loss(D(real), D(fake.detach())); opt_d.zero_grad(); "
+                 "loss_d.backward(); opt_d.step(); loss_g = generator_loss(D(fake), saturating); opt_g.zero_grad(); "
+                 "loss_g.backward(); opt_g.step(); return loss_d.item(), loss_g.item()",
     )
