@@ -173,11 +173,11 @@ def _dims(x):
     return [0] + list(range(2, x.ndim))
 
 
-def bn_backward_compact(dy, x, gamma, eps):
-    """Correct: the compact formula."""
+def bn_backward_compact(dy, x, gamma, eps, unbiased=False):
+    """Correct: the compact formula (unbiased=True is the mistake of normalising with the unbiased variance)."""
     D = _dims(x)
     shape = [1, -1] + [1] * (x.ndim - 2)
-    mean, var = x.mean(D, keepdim=True), x.var(D, unbiased=False, keepdim=True)
+    mean, var = x.mean(D, keepdim=True), x.var(D, unbiased=unbiased, keepdim=True)
     x_hat = (x - mean) / torch.sqrt(var + eps)
     dx = gamma.reshape(shape) / torch.sqrt(var + eps) * (
         dy - dy.mean(D, keepdim=True) - x_hat * (dy * x_hat).mean(D, keepdim=True))
@@ -210,13 +210,7 @@ def bn_backward_constant_stats(dy, x, gamma, eps):
 
 
 def bn_backward_unbiased(dy, x, gamma, eps):
-    D = _dims(x)
-    shape = [1, -1] + [1] * (x.ndim - 2)
-    mean, var = x.mean(D, keepdim=True), x.var(D, unbiased=True, keepdim=True)
-    x_hat = (x - mean) / torch.sqrt(var + eps)
-    dx = gamma.reshape(shape) / torch.sqrt(var + eps) * (
-        dy - dy.mean(D, keepdim=True) - x_hat * (dy * x_hat).mean(D, keepdim=True))
-    return dx, (dy * x_hat).sum(D), dy.sum(D)
+    return bn_backward_compact(dy, x, gamma, eps, unbiased=True)
 
 
 def bn_backward_dgamma_per_batch(dy, x, gamma, eps):

@@ -181,14 +181,17 @@ def _is_library_frame(filename: str) -> bool:
 _STDLIB = sysconfig.get_paths()["stdlib"].replace("\\", "/")
 
 
+def _student_line(exc: BaseException) -> str:
+    """'line N: code' of the last frame of the student's code in the traceback, or ''."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_library_frame(f.filename)]
+    return f"line {frames[-1].lineno}: {frames[-1].line}" if frames and frames[-1].line else ""
+
+
 def _describe(exc: BaseException) -> str:
     """'raised Type: message (line N: code)', the line being the last one of the student's code."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_library_frame(f.filename)]
-    where = ""
-    if frames and frames[-1].line:
-        where = f" (line {frames[-1].lineno}: {frames[-1].line})"
+    line = _student_line(exc)
     text = str(exc).splitlines()[0] if str(exc) else ""
-    return f"raised {type(exc).__name__}: {text}{where}"
+    return f"raised {type(exc).__name__}: {text}" + (f" ({line})" if line else "")
 
 
 _SHOW_SOLUTION: contextvars.ContextVar[bool] = contextvars.ContextVar("show_solution", default=False)
@@ -343,11 +346,6 @@ def _advice(name: str | None) -> str:
     tail = "" if name else ", with x an input tensor"
     return (f"create it on {x}'s device: device={x}.device in torch.zeros/arange/full/tensor(...), "
             f"or {x}.new_zeros(...), torch.zeros_like({x}), torch.rand_like({x}){tail}")
-
-
-def _student_line(exc) -> str:
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if not _is_library_frame(f.filename)]
-    return f"line {frames[-1].lineno}: {frames[-1].line}" if frames and frames[-1].line else ""
 
 
 def _tensor_parameter(fn, args) -> str | None:
