@@ -142,7 +142,7 @@ def test_ce_check_accepts_alternative_and_torch(capsys):
     assert _quiet(checks.check_softmax_cross_entropy, F.cross_entropy, capsys)
 
 
-# ----- the analytic softmax cross-entropy gradient (a check ready for lab 01) -----------------
+# ----- softmax_cross_entropy_grad (lab 01, Exercise 4.2) --------------------------------------
 def ce_grad_softmax_minus_onehot(logits, y):
     p = torch.softmax(logits, dim=1)
     return (p - torch.nn.functional.one_hot(y, logits.shape[1]).to(p.dtype)) / len(y)
