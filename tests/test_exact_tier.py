@@ -99,8 +99,8 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         21: ("MMD of DDPM samples vs floor and ceiling", ["moons_mmd2", "moons_mmd2_normalised", "moons_mmd2_ratio_to_floor"]),
         23: ("held classifier accuracy; digits diffusion training loss", ["classifier_test_acc", "digits_train_loss"]),
         24: ("DDPM digit samples: mini-FID and class shares", ["digits_mini_fid", "digits_class_share", "digits_min_class_share"]),
-        26: ("DDIM mini-FID per number of steps", ["ddim_scores"]),
-        28: RESULTS,
+        31: ("DDIM mini-FID per number of steps", ["ddim_scores"]),
+        34: RESULTS,
     },
     "11_rnn_lstm": {
         15: ("gradient ratio log10 r per scale of an orthogonal W_hh (long float32 products)", ["log10_grad_ratio_orthogonal_s"]),
