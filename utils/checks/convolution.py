@@ -40,10 +40,19 @@ def check_conv2d(conv2d: Callable) -> bool:
         import time
 
         x, w = rand(8, 16, 64, 64), rand(16, 16, 3, 3)
-        start = time.perf_counter()
-        fn(x, w, None, 1, 1)
-        seconds = time.perf_counter() - start
-        if seconds > 2.0:
+
+        def timed(f):
+            start = time.perf_counter()
+            f(x, w, None, 1, 1)
+            return time.perf_counter() - start
+
+        seconds = timed(fn)
+        if seconds > 2.0:  # a busy machine slows everything: judge against F.conv2d timed now, best of two
+            seconds = min(seconds, timed(fn))
+            allowed = max(2.0, 500 * timed(F.conv2d))
+        else:
+            allowed = 2.0
+        if seconds > allowed:
             return (f"correct maybe, but slow: {seconds:.1f} s for 8 images of 16x64x64 (F.conv2d: a few "
                     "ms); loop over the kernel offsets, not over output pixels")
         return None
