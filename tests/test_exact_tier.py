@@ -70,9 +70,11 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         26: RESULTS,
     },
     "06_unet_segmentation": {
-        18: ("U-Net with and without skips: per-class and mean IoU", ["unet_iou_per_class", "noskip_iou_per_class", "unet_mean_iou_objects", "noskip_mean_iou_objects"]),
-        23: ("convolutionalized digit classifier: test accuracy, digits read", ["fcn_digits_test_acc", "fcn_digits_found", "fcn_digits_read_correctly"]),
-        27: RESULTS,
+        19: ("U-Net with and without skips: per-class and mean IoU", ["unet_iou_per_class", "noskip_iou_per_class", "unet_mean_iou_objects", "noskip_mean_iou_objects"]),
+        24: ("digit classifier with a dense head: test accuracy", ["fcn_digits_test_acc"]),
+        26: ("dense head vs its convolution: max logit difference (float32 rounding)", ["dense_head_equals_conv_head"]),
+        28: ("one pass over the canvas vs 33 crops: max logit difference; digits read", ["sliding_equals_crops", "fcn_digits_found", "fcn_digits_read_correctly"]),
+        32: RESULTS,
     },
     "07_yolo_detection": {
         19: ("grid detector training: loss log", ["detector_last_step_loss"]),
