@@ -39,11 +39,12 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
     },
     "02_mlp_backprop": {
         16: ("NumPy-backprop MLP on digits: training loss log, test accuracy", ["digits_numpy_mlp_acc", "digits_numpy_train_loss"]),
-        19: ("XOR: networks out of 20 that learn it, per learning rate", ["xor_solved_of_20_by_lr"]),
-        26: ("spiral: linear model vs MLP accuracy", ["spiral_linear_acc", "spiral_mlp_acc"]),
-        32: ("3000-step Adam fits: MSE per hidden width P", ["fit_mse_by_P"]),
-        39: ("MNIST-1D MLP, 6000 steps: test accuracy", ["mnist1d_mlp_acc"]),
-        42: RESULTS,
+        19: ("XOR: networks out of 20 that learn it, per learning rate, after 3000 steps and at equal lr x steps",
+             ["xor_solved_of_20_by_lr", "xor_solved_of_20_at_lr_x_steps"]),
+        28: ("spiral: linear model vs MLP accuracy", ["spiral_linear_acc", "spiral_mlp_acc"]),
+        34: ("3000-step Adam fits: MSE per hidden width P", ["fit_mse_by_P"]),
+        41: ("MNIST-1D MLP, 6000 steps: test accuracy", ["mnist1d_mlp_acc"]),
+        44: RESULTS,
     },
     "03_training_deep_nets": {
         17: ("hand-written optimizers on MNIST-1D: test accuracy each", ["optimizer_test_acc"]),

@@ -70,7 +70,7 @@ def test_python_version_agrees_with_the_package_and_the_pins():
 HEADLINES = {
     "00_setup": ("smoke_test_acc", ">=", 0.90),
     "01_perceptron": ("digits_softmax_test_acc", ">=", 0.93),
-    "02_mlp_backprop": ("mnist1d_mlp_acc", ">=", 0.62),
+    "02_mlp_backprop": ("mnist1d_mlp_acc", ">=", 0.61),
     "03_training_deep_nets": ("mc_dropout_std_ratio_far_vs_near", ">", 1.3),
     "04_cnn_filters": ("fashion_cnn_test_acc", ">=", 0.87),
     "05_resnet": ("fashion_small_resnet_acc", ">=", 0.80),
