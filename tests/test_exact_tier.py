@@ -111,9 +111,9 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
     },
     "11_rnn_lstm": {
         15: ("gradient ratio log10 r per scale of an orthogonal W_hh (long float32 products)", ["log10_grad_ratio_orthogonal_s"]),
-        23: ("recall task with and without clipping: median MSE or divergence", ["recall_median_mse"]),
+        23: ("recall task with and without clipping: median MSE or divergence, gradient norms", ["recall_clipped_median_mse", "recall_unclipped_fails"]),
         26: ("GRU on MNIST-1D: epoch log, test accuracy", ["mnist1d_gru_test_acc"]),
-        30: ("character LSTM: best validation NLL, test NLL, gain over the bigram", ["names_lstm_best_val", "names_nll", "names_improvement"]),
+        30: ("character LSTM: best validation NLL, training NLL, test NLL, gain over the bigram", ["names_lstm_best_val", "names_lstm_train_nll", "names_nll", "names_improvement"]),
         33: ("names sampled from the LSTM: share not in the census per temperature", ["names_novel_share"]),
         35: RESULTS,
     },
