@@ -79,8 +79,9 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
     },
     "07_yolo_detection": {
         19: ("grid detector training: loss log", ["detector_last_step_loss"]),
-        24: ("trained detector: AP@0.5 per class and mAP", ["ap50_per_class", "map50"]),
-        28: RESULTS,
+        29: ("trained detector: AP per class and mAP at IoU 0.5 and 0.75, mAP per IoU threshold, AP@[.5:.95]",
+             ["ap50_per_class", "map50", "ap75_per_class", "map75", "map_by_iou_50_to_95", "map50_95"]),
+        34: RESULTS,
     },
     "08_autoencoders_vae": {
         8: ("plain vs denoising autoencoder (fresh noise per batch): test MSE per pixel", ["denoising_test_mse"]),
