@@ -149,12 +149,12 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         49: RESULTS,
     },
     "16_self_supervised_ebm": {
-        17: ("dictionary learning: energy per round", ["dictionary_energy"]),
-        20: ("learned dictionary: sparsity and reconstruction error", ["sparse_coding"]),
-        30: ("SimCLR pretraining: loss and embedding spread", ["simclr_final"]),
-        32: ("linear probes: raw, random encoder, contrastive encoder, supervised", ["accuracy_10_labels_per_class", "probe_gain_over_random"]),
-        36: ("positives-only pretraining: loss, spreads, collapse ratio", ["positives_only_final_loss", "embedding_spread", "collapse_ratio"]),
-        38: RESULTS,
+        18: ("dictionary learning: energy per round", ["dictionary_energy"]),
+        21: ("learned dictionary: sparsity and reconstruction error", ["sparse_coding"]),
+        31: ("SimCLR pretraining: loss and embedding spread", ["simclr_final"]),
+        33: ("linear probes: raw, random encoder, contrastive encoder, supervised", ["accuracy_10_labels_per_class", "probe_gain_over_random"]),
+        37: ("positives-only pretraining: loss, spreads, collapse ratio", ["positives_only_final_loss", "embedding_spread", "collapse_ratio"]),
+        39: RESULTS,
     },
 }
 
