@@ -133,7 +133,7 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
     },
     "13_gnn": {44: RESULTS},
     "14_q_learning": {
-        40: ("DQN on CartPole, 3 seeds: episodes, best and last 20-episode means", ["dqn_episodes", "dqn_best_ma20", "dqn_last20"]),
+        40: ("DQN on CartPole, 3 seeds: episodes, best and last 20-episode means, greedy evaluation", ["dqn_episodes", "dqn_best_ma20", "dqn_last20", "dqn_greedy_mean20"]),
         43: RESULTS,
     },
     "15_visualization_adversarial": {
