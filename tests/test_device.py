@@ -162,3 +162,17 @@ def test_describe_environment_gpu_name(monkeypatch, fake_torchvision):
     assert info["device"] == "cuda"
     assert info["gpu"] == "Fake GPU"
     assert info["device_reason"] == "cuda is available and preferred"
+
+
+def test_one_cpu_thread_restores_the_count_also_after_an_error():
+    import torch
+
+    from utils.device import one_cpu_thread
+
+    before = torch.get_num_threads()
+    with one_cpu_thread():
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError, match="boom"), one_cpu_thread():
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before

@@ -10,8 +10,9 @@ import os
 import platform
 import re
 import sys
+from contextlib import contextmanager
 
-__all__ = ["get_device", "describe_environment", "DEVICE_ENV_VAR"]
+__all__ = ["get_device", "describe_environment", "one_cpu_thread", "DEVICE_ENV_VAR"]
 
 #: Environment variable that overrides the automatic choice, e.g. ``DL_LABS_DEVICE=cpu``.
 DEVICE_ENV_VAR = "DL_LABS_DEVICE"
@@ -114,3 +115,20 @@ def describe_environment(device=None) -> dict[str, str]:
     if cpu is not None and hasattr(cpu, "get_cpu_capability"):
         info["cpu_capability"] = cpu.get_cpu_capability()
     return info
+
+
+@contextmanager
+def one_cpu_thread():
+    """Run a block with PyTorch on one CPU thread; the thread count is restored afterwards, also after an error.
+
+    For loops of tiny matrix products: two threads that wait for each other (or for a core another
+    job is using) can be many times slower than one. GPU work is unaffected.
+    """
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)

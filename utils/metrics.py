@@ -9,7 +9,7 @@ import numpy as np
 
 from ._validation import check_float, check_tensor
 
-__all__ = ["accuracy", "frechet_distance", "MiniFID", "mini_fid", "mmd2_biased"]
+__all__ = ["accuracy", "frechet_distance", "MiniFID", "mini_fid", "mmd2_biased", "mmd2_unbiased"]
 
 
 def accuracy(logits, y) -> float:
@@ -164,10 +164,28 @@ def mini_fid(
     return MiniFID(fd_gen, fd_real, fd_noise, score)
 
 
+def _gaussian_kernel_sums(X, Y, sigma: float):
+    """Validated float64 CPU copies of X and Y, and the kernel matrices K_XX, K_YY, K_XY."""
+    import torch
+
+    check_tensor("X", X, ndim=2)
+    check_tensor("Y", Y, ndim=2)
+    check_float("sigma", sigma, minimum=0.0, strict_min=True)
+    if X.shape[1] != Y.shape[1]:
+        raise ValueError(f"X and Y: expected the same dimension, got {X.shape[1]} and {Y.shape[1]}")
+    X, Y = X.detach().cpu().double(), Y.detach().cpu().double()  # float64 on the CPU: MPS has none
+
+    def kernel(A, B):
+        return torch.exp(-torch.cdist(A, B).pow(2) / (2 * sigma**2))
+
+    return kernel(X, X), kernel(Y, Y), kernel(X, Y)
+
+
 def mmd2_biased(X, Y, sigma: float) -> float:
     """Biased estimate of the squared MMD with a Gaussian kernel k(a, b) = exp(-|a-b|^2 / (2 sigma^2)).
 
-    MMD^2 = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y) (diagonals included, hence biased).
+    MMD^2 = mean k(X, X) + mean k(Y, Y) - 2 mean k(X, Y) (diagonals included, hence biased: even two
+    samples of one distribution give about (2 - 2 mean k) / N > 0).
 
     Args:
         X: Tensor[N, D]; Y: Tensor[M, D].
@@ -179,16 +197,29 @@ def mmd2_biased(X, Y, sigma: float) -> float:
     Returns:
         float: MMD^2 (>= 0).
     """
-    import torch
+    kxx, kyy, kxy = _gaussian_kernel_sums(X, Y, sigma)
+    return max(float(kxx.mean() + kyy.mean() - 2 * kxy.mean()), 0.0)
 
-    check_tensor("X", X, ndim=2)
-    check_tensor("Y", Y, ndim=2)
-    check_float("sigma", sigma, minimum=0.0, strict_min=True)
-    if X.shape[1] != Y.shape[1]:
-        raise ValueError(f"X and Y: expected the same dimension, got {X.shape[1]} and {Y.shape[1]}")
-    X, Y = X.detach().cpu().double(), Y.detach().cpu().double()  # float64 on the CPU: MPS has none
 
-    def kernel(A, B):
-        return torch.exp(-torch.cdist(A, B).pow(2) / (2 * sigma**2)).mean()
+def mmd2_unbiased(X, Y, sigma: float) -> float:
+    """Unbiased estimate of the squared MMD (Gretton et al. 2012) with the same Gaussian kernel.
 
-    return max(float(kernel(X, X) + kernel(Y, Y) - 2 * kernel(X, Y)), 0.0)
+    The within-sample means skip the diagonal k(a_i, a_i) = 1, so the expected value is 0 when X and Y
+    come from one distribution; an estimate can then be slightly negative.
+
+    Args:
+        X: Tensor[N, D] with N >= 2; Y: Tensor[M, D] with M >= 2.
+        sigma: kernel bandwidth (> 0).
+
+    Inputs on any device are computed in float64 on the CPU, as in :func:`mmd2_biased`.
+
+    Returns:
+        float: MMD^2 (may be < 0).
+    """
+    for name, T in (("X", X), ("Y", Y)):
+        if getattr(T, "ndim", None) == 2 and len(T) < 2:
+            raise ValueError(f"{name}: expected at least 2 rows for the unbiased estimate, got {len(T)}")
+    kxx, kyy, kxy = _gaussian_kernel_sums(X, Y, sigma)
+    n, m = len(kxx), len(kyy)
+    within = (kxx.sum() - kxx.trace()) / (n * (n - 1)) + (kyy.sum() - kyy.trace()) / (m * (m - 1))
+    return float(within - 2 * kxy.mean())

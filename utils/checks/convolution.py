@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from ..device import one_cpu_thread
 from .core import Case, device_case, run_check, tiered
 
 __all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
@@ -42,14 +43,10 @@ def check_conv2d(conv2d: Callable) -> bool:
         x, w = rand(8, 16, 64, 64), rand(16, 16, 3, 3)
 
         def timed(f):
-            threads = torch.get_num_threads()
-            torch.set_num_threads(1)  # tiny ops on oversubscribed threads can be 100x slower on a busy machine
-            try:
+            with one_cpu_thread():  # tiny ops on oversubscribed threads can be 100x slower on a busy machine
                 start = time.perf_counter()
                 f(x, w, None, 1, 1)
                 return time.perf_counter() - start
-            finally:
-                torch.set_num_threads(threads)
 
         seconds = timed(fn)
         if seconds > 2.0:  # other jobs may share the cores: best of two
