@@ -256,3 +256,32 @@ def test_gram_check_names_the_normalisation(capsys):
         assert not _verdict(checks.check_gram_matrix, wrong, capsys)
         checks.check_gram_matrix(wrong)
         assert words in capsys.readouterr().out
+
+
+def test_gram_check_names_the_tutorial_normalisation_and_batch_flattening(capsys):
+    def gram_nchw(features):                              # the PyTorch neural-style tutorial's gram_matrix
+        N, C, H, W = features.shape
+        f = features.reshape(N, C, H * W)
+        return f @ f.transpose(1, 2) / (N * C * H * W)
+
+    def gram_flat_batch(features):                        # the tutorial's view(N * C, H * W): (N*C, N*C)
+        N, C, H, W = features.shape
+        f = features.view(N * C, H * W)
+        return f @ f.t() / (H * W)
+
+    for wrong, words in ((gram_nchw, "divided by N * C * H * W"), (gram_flat_batch, "each image needs its own")):
+        assert not _verdict(checks.check_gram_matrix, wrong, capsys)
+        checks.check_gram_matrix(wrong)
+        assert words in capsys.readouterr().out, wrong.__name__
+
+
+def test_attack_checks_call_positionally(capsys):
+    """A student who renames a parameter (eps -> epsilon, steps -> n_steps) is not rejected for it."""
+    def fgsm_renamed(model, x, y, epsilon):
+        return fgsm_ok(model, x, y, epsilon)
+
+    def pgd_renamed(model, x, y, epsilon, step_size, n_steps):
+        return pgd_ok(model, x, y, epsilon, step_size, n_steps)
+
+    assert _verdict(checks.check_fgsm, fgsm_renamed, capsys)
+    assert _verdict(checks.check_pgd, pgd_renamed, capsys)

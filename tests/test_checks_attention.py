@@ -195,3 +195,72 @@ def test_positional_encoding_check(capsys):
 
     for wrong in (concatenated, i_not_2i, sin_cos_swapped, transposed, float64):
         assert not _verdict(checks.check_positional_encoding, wrong, capsys), wrong.__name__
+
+
+def _failure_output(check, fn, capsys) -> str:
+    assert not check(fn)
+    return capsys.readouterr().out
+
+
+def test_inverted_mask_diagnosis(capsys):
+    """The natural slip masked_fill(mask, -inf) empties whole rows (NaN there): still diagnosed as inverted."""
+    def inverted(q, k, mask=None):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(mask, float("-inf"))
+        return scores.softmax(dim=-1)
+
+    for check, fn in ((checks.check_attention_weights, inverted),
+                      (checks.check_scaled_dot_product_attention, lambda q, k, v, mask=None: inverted(q, k, mask) @ v)):
+        out = _failure_output(check, fn, capsys)
+        failed = [line for line in out.splitlines() if line.startswith("  ✗")]
+        assert len(failed) == 2 and all("mask is inverted" in line for line in failed), out
+        assert "NaN or inf: use torch.softmax" not in out, out
+
+
+def test_softmax_over_queries_diagnosis(capsys):
+    def over_queries(q, k, mask=None):
+        scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        return scores.softmax(dim=-2)
+
+    out = _failure_output(checks.check_attention_weights, over_queries, capsys)
+    assert "padding mask" in out and "softmax runs over the queries, dim=-2" in out, out
+    assert "NaN or inf: use torch.softmax" not in out, out
+
+
+def test_multi_head_attention_diagnoses(capsys):
+    class NoTranspose(MHAOk):
+        def split(self, x):
+            B, T, _ = x.shape
+            return x.reshape(B, self.h, T, self.dh)
+
+    class MergeNoTranspose(MHAOk):
+        def forward(self, q, k, v, mask=None):
+            B, T, d = q.shape
+            q, k, v = self.split(self.q_proj(q)), self.split(self.k_proj(k)), self.split(self.v_proj(v))
+            if mask is not None and mask.dim() == 3:
+                mask = mask[:, None]
+            return self.out_proj(sdpa_ok(q, k, v, mask).reshape(B, T, d))
+
+    class NoOutProj(MHAOk):
+        def forward(self, q, k, v, mask=None):
+            out = super().forward(q, k, v, mask)
+            return F.linear(out - self.out_proj.bias, torch.linalg.inv(self.out_proj.weight))
+
+    class ScaleByDModel(MHAOk):
+        def forward(self, q, k, v, mask=None):
+            B, T, d = q.shape
+            q, k, v = self.split(self.q_proj(q)), self.split(self.k_proj(k)), self.split(self.v_proj(v))
+            if mask is not None and mask.dim() == 3:
+                mask = mask[:, None]
+            out = sdpa_ok(q / math.sqrt(self.h), k, v, mask)              # scores / sqrt(d_model)
+            return self.out_proj(out.transpose(1, 2).reshape(B, T, d))
+
+    for wrong, why in ((NoTranspose, "split without a transpose"), (MergeNoTranspose, "merged without a transpose"),
+                       (NoOutProj, "not passed through out_proj"), (ScaleByDModel, "scaled by sqrt(d_model)")):
+        out = _failure_output(checks.check_multi_head_attention, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+    out = _failure_output(checks.check_multi_head_attention, NoTranspose, capsys)
+    assert "out_proj" not in out.split("hint:")[0].split("cross-attention")[1].splitlines()[0], out

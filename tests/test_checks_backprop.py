@@ -159,3 +159,52 @@ def test_numerical_gradient_accepts_restoring_by_arithmetic(capsys):
     assert _verdict(checks.check_numerical_gradient, numgrad_restore_by_arithmetic, capsys)
     checks.check_numerical_gradient(numgrad_no_restore)
     assert "x was modified (by up to" in capsys.readouterr().out
+
+
+# ----- mlp_forward_backward: per-layer feedback -------------------------------------------------
+def mlp_delta_variants(params, X, y, stable=True, delta_over_n=True, dact=lambda a: 1 - a**2):
+    """Correct by default; stable=False drops the max-shift, delta_over_n=False forgets 1/N in delta_L only."""
+    activations = [X]
+    for i, (W, b) in enumerate(params):
+        z = activations[-1] @ W.T + b
+        activations.append(np.tanh(z) if i < len(params) - 1 else z)
+    z = activations[-1] - (activations[-1].max(1, keepdims=True) if stable else 0)
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    n = len(y)
+    loss = -np.log(p[np.arange(n), y]).mean()
+    delta = p.copy()
+    delta[np.arange(n), y] -= 1
+    delta = delta / n if delta_over_n else delta
+    grads = []
+    for i in range(len(params) - 1, -1, -1):
+        grads.append((delta.T @ activations[i], delta.sum(0)))
+        if i > 0:
+            delta = (delta @ params[i][0]) * dact(activations[i])
+    return float(loss), grads[::-1]
+
+
+def test_mlp_check_accepts_shift_then_log_softmax(capsys):
+    assert _verdict(checks.check_mlp_forward_backward, mlp_delta_variants, capsys)
+
+
+def test_mlp_check_rejects_unstable_softmax_with_a_hint(capsys):
+    assert not _verdict(checks.check_mlp_forward_backward,
+                        lambda p, X, y: mlp_delta_variants(p, X, y, stable=False), capsys)
+    checks.check_mlp_forward_backward(lambda p, X, y: mlp_delta_variants(p, X, y, stable=False))
+    out = capsys.readouterr().out
+    assert "subtract each row's max before exp" in out
+    assert "✓ one hidden layer 4-5-3, batch 6" in out             # small logits still pass
+
+
+def test_mlp_check_names_a_missing_one_over_n(capsys):
+    checks.check_mlp_forward_backward(lambda p, X, y: mlp_delta_variants(p, X, y, delta_over_n=False))
+    out = capsys.readouterr().out
+    assert "your gradients are N = 6 times too large" in out
+    assert "✓ a single sample, 2-3-2" in out                      # N = 1: the mistake is invisible
+
+
+def test_mlp_check_reports_each_layer(capsys):
+    checks.check_mlp_forward_backward(lambda p, X, y: mlp_delta_variants(p, X, y, dact=lambda a: 1 - a))
+    out = capsys.readouterr().out
+    assert "[per layer, last first: grads[2] ✓, grads[1] dW ✗ db ✗, grads[0] dW ✗ db ✗]" in out
+    assert "the last layer is right" in out

@@ -94,3 +94,42 @@ def test_gaussian_check(capsys):
                         lambda n, s: torch.roll(gaussian_numpy(n, s), 1, dims=0), capsys)
     assert not _verdict(checks.check_gaussian_kernel,  # sigma used as variance
                         lambda n, s: gaussian_numpy(n, s**0.5), capsys)
+
+
+def conv_float32(x, weight, bias=None, stride=1, padding=0):
+    """Mistake: allocates a float32 output (torch.zeros) and accumulates in place on float64 inputs."""
+    N, C, H, W = x.shape
+    C_out, _, kh, kw = weight.shape
+    x = F.pad(x, (padding,) * 4)
+    H_out, W_out = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+    out = torch.zeros(N, C_out, H_out, W_out, device=x.device)
+    for i in range(kh):
+        for j in range(kw):
+            out += torch.einsum("nchw,oc->nohw", x[:, :, i:i + stride * H_out:stride, j:j + stride * W_out:stride],
+                                weight[:, :, i, j]).float()
+    return out if bias is None else out + bias[None, :, None, None]
+
+
+def test_conv2d_check_names_float32_arithmetic(capsys):
+    assert not checks.check_conv2d(conv_float32)
+    out = capsys.readouterr().out
+    assert "looks like float32 arithmetic: allocate with x.new_zeros" in out   # the bias cases: float64 again
+
+
+def test_gaussian_check_explains_even_size_and_normalisation(capsys):
+    def middle_pixel(size, sigma):  # centred on pixel size // 2: right for odd sizes only
+        r = torch.arange(size, dtype=torch.float32) - size // 2
+        g = torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2))
+        return g / g.sum()
+
+    assert not checks.check_gaussian_kernel(middle_pixel)
+    out = capsys.readouterr().out
+    assert out.count("✗") == 2 and "✗ size 4, sigma 1.0" in out
+    assert "for even size the centre lies between the two middle pixels" in out
+
+    def analytic(size, sigma):  # 1 / (2 pi sigma^2) instead of dividing by the sum
+        r = torch.arange(size, dtype=torch.float32) - (size - 1) / 2
+        return torch.exp(-(r[:, None] ** 2 + r[None, :] ** 2) / (2 * sigma**2)) / (2 * np.pi * sigma**2)
+
+    assert not checks.check_gaussian_kernel(analytic)
+    assert "not 1: divide by its sum" in capsys.readouterr().out

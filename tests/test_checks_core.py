@@ -367,3 +367,39 @@ def test_every_check_takes_show_solution_and_has_both_tiers():
                 if not decorated or not {"hint", "solution"} <= kwargs:
                     missing.append(f"{path.stem}.{node.name}")
     assert not missing, f"checks without tiered feedback (@tiered, hint= and solution=): {missing}"
+
+
+# ---------------------------------------------------------------------------- device probe notes
+def _probe_note(fn, *args, monkeypatch, capsys) -> str:
+    from utils.checks.core import DEVICE_CASE_NAME, device_case
+
+    monkeypatch.setenv("DL_LABS_DEVICE", "cpu")                # the probe uses the meta stand-in
+    assert run_check("probe", fn, [device_case(*args)])        # an undecided probe passes with a note
+    line = next(x for x in capsys.readouterr().out.splitlines() if DEVICE_CASE_NAME in x)
+    assert line.lstrip().startswith(PASS), line
+    return line
+
+
+def test_device_probe_note_names_the_cause(monkeypatch, capsys):
+    """'needs tensor values' only when the stand-in's missing data is the cause (lab 10 review, A7)."""
+    x, t, abar = torch.randn(5, 1, 8, 8), torch.tensor([0, 1, 2, 3, 4]), torch.linspace(0.99, 0.01, 10)
+
+    def reads_values(x):
+        return x * 2 if x.sum().item() > 0 else x
+
+    line = _probe_note(reads_values, x, monkeypatch=monkeypatch, capsys=capsys)
+    assert "undecided here: your code needs tensor values" in line and "device=x.device" in line
+
+    def q_sample_no_reshape(x0, t, noise, alpha_bars):        # a shape error: the CPU cases fail with it too
+        return alpha_bars[t].sqrt() * x0 + (1 - alpha_bars[t]).sqrt() * noise
+
+    line = _probe_note(q_sample_no_reshape, x, t, x, abar, monkeypatch=monkeypatch, capsys=capsys)
+    assert "needs tensor values" not in line, line
+    assert "not decided here: your code raised RuntimeError" in line and "fix the failing cases above first" in line
+    assert "return alpha_bars[t].sqrt()" in line               # the student's line is shown
+
+    def uses_unique(x):                                        # an operation the stand-in has no version of
+        return torch.unique(x)
+
+    line = _probe_note(uses_unique, x, monkeypatch=monkeypatch, capsys=capsys)
+    assert "undecided here: your code uses an operation (aten::_unique2) the stand-in cannot run" in line

@@ -122,3 +122,54 @@ def test_average_precision_check(capsys):
                         lambda s, t, n: ap_loop(torch.arange(len(s), 0, -1).float(), t, n), capsys)
     assert not _verdict(checks.check_average_precision,  # recall over detected TP, not num_gt
                         lambda s, t, n: ap_loop(s, t, max(int(t.sum()), 1)), capsys)
+
+
+def test_nms_check_explains_wrong_order_and_suppression_by_removed_boxes(capsys):
+    assert not _verdict(checks.check_nms, lambda b, s, t: tv_nms(b, s, t).sort().values, capsys)
+    checks.check_nms(lambda b, s, t: tv_nms(b, s, t).sort().values)
+    assert "right boxes, wrong order" in capsys.readouterr().out
+
+    def nms_any_higher(boxes, scores, thr):  # suppresses by every higher-scoring box, kept or not
+        order = scores.argsort(descending=True)
+        iou = tv_box_iou(boxes, boxes)
+        keep = [i for k, i in enumerate(order.tolist()) if all(iou[i, j] <= thr for j in order[:k].tolist())]
+        return torch.tensor(keep, dtype=torch.int64)
+
+    assert not _verdict(checks.check_nms, nms_any_higher, capsys)
+    checks.check_nms(nms_any_higher)
+    out = capsys.readouterr().out
+    assert "✗ chain A-B-C" in out and "compare a box only with the boxes you kept" in out
+
+
+def test_decode_check_names_swapped_rows_and_columns(capsys):
+    def grid_swapped(output, anchors, stride):  # x from the row index, y from the column index
+        N, _, S, _ = output.shape
+        out = output.reshape(N, anchors.shape[0], -1, S, S).permute(0, 3, 4, 1, 2)
+        rows, cols = torch.meshgrid(torch.arange(S), torch.arange(S), indexing="ij")
+        bx = (rows[None, :, :, None] + torch.sigmoid(out[..., 0])) * stride
+        by = (cols[None, :, :, None] + torch.sigmoid(out[..., 1])) * stride
+        bw, bh = anchors[:, 0] * torch.exp(out[..., 2]), anchors[:, 1] * torch.exp(out[..., 3])
+        boxes = torch.stack([bx - bw / 2, by - bh / 2, bx + bw / 2, by + bh / 2], dim=-1)
+        return (boxes.reshape(N, -1, 4), torch.sigmoid(out[..., 4]).reshape(N, -1),
+                torch.softmax(out[..., 5:], dim=-1).reshape(N, S * S * anchors.shape[0], -1))
+
+    assert not _verdict(checks.check_decode_yolo, grid_swapped, capsys)
+    checks.check_decode_yolo(grid_swapped)
+    out = capsys.readouterr().out
+    assert "(x, y) = (6.4, 3.7) instead of (3.4, 6.7)" in out and "rows and columns swapped" in out
+
+    checks.check_decode_yolo(lambda o, a, s: checks.reference_decode_yolo(o.transpose(2, 3), a, s))
+    assert "read from another cell" in capsys.readouterr().out
+
+
+def test_average_precision_check_rejects_an_ascending_sort(capsys):
+    def ap_ascending(scores, is_tp, num_gt):
+        order = scores.argsort()
+        tp_cum = is_tp[order].float().cumsum(0)
+        precision = tp_cum / torch.arange(1, len(tp_cum) + 1)
+        recall = tp_cum / num_gt
+        return float(((recall - torch.cat([recall.new_zeros(1), recall[:-1]])) * precision).sum())
+
+    assert not _verdict(checks.check_average_precision, ap_ascending, capsys)
+    checks.check_average_precision(ap_ascending)
+    assert "✗ known value: TP, TP, FP" in capsys.readouterr().out

@@ -73,6 +73,18 @@ def test_make_schedule_check(capsys):
     assert not _verdict(checks.check_make_schedule, schedule_cumsum, capsys)
 
 
+def test_make_schedule_refusing_every_small_T_fails(capsys):
+    """The T >= 50 limit is the linear schedule's: a check placed before the branch on kind refuses cosine too."""
+    def refuses_small_T(T, kind):
+        if T < 50:
+            raise ValueError(f"T: expected >= 50, got {T}")
+        return schedule_numpy(T, kind)
+
+    assert not _verdict(checks.check_make_schedule, refuses_small_T, capsys)
+    checks.check_make_schedule(refuses_small_T)
+    assert "✗ cosine, T = 20 is allowed" in capsys.readouterr().out
+
+
 def schedule_float32_cosine(T, kind):
     """The cosine schedule computed in float32 (as some public code does): up to 0.1 % off by cancellation."""
     if kind not in ("linear", "cosine") or (kind == "linear" and T < 50):
@@ -165,6 +177,11 @@ def test_ddpm_step_check(capsys):
 
     for wrong in (beta_variance, noise_at_zero, int_timestep, abar_in_mean):
         assert not _verdict(checks.check_ddpm_step, wrong, capsys), wrong.__name__
+    checks.check_ddpm_step(beta_variance)                      # Ho et al.'s other variance: named
+    out = capsys.readouterr().out
+    assert "your variance is beta_t" in out and "beta_tilde_t" in out
+    checks.check_ddpm_step(abar_in_mean)                       # a different mistake: no variance hint
+    assert "your variance is beta_t" not in capsys.readouterr().out
 
 
 # ----- ddim_step (a check ready for lab 10's DDIM section) ------------------------------------
@@ -186,6 +203,8 @@ def _ddim_mistake(kind):
         x0_hat = (x_t - torch.sqrt(1 - a_t) * eps) / torch.sqrt(a_t)
         if kind == "only x0":
             return x0_hat
+        if kind == "clipped x0":
+            x0_hat = x0_hat.clamp(-1, 1)
         noise = torch.randn_like(x_t) if kind == "fresh noise" else eps
         return torch.sqrt(a_s) * x0_hat + torch.sqrt(1 - a_s) * noise
     return step
@@ -204,6 +223,10 @@ def test_ddim_step_check(capsys):
         assert not _verdict(checks.check_ddim_step, _ddim_mistake(kind), capsys), kind
     checks.check_ddim_step(_ddim_mistake("negative index"))
     assert "s = -1 is the clean end" in capsys.readouterr().out
+    assert not _verdict(checks.check_ddim_step, _ddim_mistake("clipped x0"), capsys)
+    checks.check_ddim_step(_ddim_mistake("clipped x0"))        # the hint names the clipping, not alpha_bars[-1]
+    out = capsys.readouterr().out
+    assert "clipped to [-1, 1]" in out and "s = -1 is the clean end" not in out
     checks.check_ddim_step(_ddim_mistake("fresh noise"))
     assert "deterministic" in capsys.readouterr().out
     assert not _verdict(checks.check_ddim_step, ddim_cpu_t_batch, capsys)

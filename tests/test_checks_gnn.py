@@ -358,3 +358,33 @@ def test_checks_never_raise(capsys):
                   checks.check_attention_message_passing):
         assert not _verdict(check, broken, capsys)
     assert not _verdict(checks.check_gcn_layer, lambda *a: (_ for _ in ()).throw(NotImplementedError()), capsys)
+
+
+def test_normalized_adjacency_float64_message(capsys):
+    assert not checks.check_normalized_adjacency(adjacency_float64)
+    out = capsys.readouterr().out
+    assert "expected torch.float32, got torch.float64" in out and ".float()" in out, out
+    assert "x.new_zeros" not in out, out
+
+
+def filter_matrix_power(L, x, coeffs):
+    """Right values, but forms L^k, which the exercise forbids."""
+    return sum(c * torch.linalg.matrix_power(L, k) @ x for k, c in enumerate(coeffs))
+
+
+def filter_accumulated_power(L, x, coeffs):
+    """Right values, but builds L^k by repeated (N, N) @ (N, N) products."""
+    out, P = coeffs[0] * x, torch.eye(L.shape[0], dtype=L.dtype, device=L.device)
+    for c in coeffs[1:]:
+        P = P @ L
+        out = out + c * (P @ x)
+    return out
+
+
+def test_polynomial_filter_rejects_powers_of_l(capsys):
+    for wrong in (filter_matrix_power, filter_accumulated_power):
+        assert not _verdict(checks.check_polynomial_filter, wrong, capsys), wrong.__name__
+    assert not checks.check_polynomial_filter(filter_matrix_power)
+    out = capsys.readouterr().out
+    assert "✗ no power of L is formed" in out and "forms a power of L" in out, out
+    assert out.count("✗") == 2, out          # only that case (and the summary) fails: the values are right

@@ -179,3 +179,62 @@ def test_softmax_cross_entropy_grad_check(capsys):
     def eye_on_cpu(z, y):                    # torch.eye(C)[y] indexes a CPU matrix with y: a GPU trap
         return (torch.softmax(z, dim=1) - torch.eye(z.shape[1], dtype=z.dtype)[y]) / len(y)
     assert not _grad_ok(eye_on_cpu, capsys)
+
+
+# ----- feedback that names the right cause (review of lab 01) ----------------------------------
+def perceptron_plus_minus_one(X, y, epochs, lr):
+    """Mistake: labels mapped to -1/+1 and an update whenever y * score <= 0 (a zero score is an error)."""
+    w, b, errs, t = np.zeros(X.shape[1]), 0.0, [], 2 * np.asarray(y) - 1
+    for _ in range(epochs):
+        n = 0
+        for xi, ti in zip(X, t, strict=False):
+            if ti * (w @ xi + b) <= 0:
+                w, b, n = w + lr * ti * xi, b + lr * ti, n + 1
+        errs.append(n)
+        if n == 0:
+            break
+    return w, b, errs
+
+
+def _out(check, fn, capsys) -> str:
+    check(fn)
+    return capsys.readouterr().out
+
+
+def test_perceptron_wrong_updates_are_not_blamed_on_the_stop(capsys):
+    for wrong in (perceptron_ge, perceptron_no_bias, perceptron_batch_update):
+        out = _out(checks.check_perceptron_fit, wrong, capsys)
+        assert "your updates differ from the rule before any early stop" in out
+        assert "stop after the first epoch without errors)" not in out
+    out = _out(checks.check_perceptron_fit, perceptron_ge, capsys)
+    assert "already correct data: one epoch, no update: epoch 1: expected 0 updates, got 1" in out
+    assert "> 0 (a score of exactly 0 predicts 0)" in out and "update b as well as w" in out
+
+
+def test_perceptron_missing_stop_is_named(capsys):
+    out = _out(checks.check_perceptron_fit, perceptron_no_early_stop, capsys)
+    assert "(stop after the first epoch without errors)" in out
+    assert "your updates differ" not in out
+
+
+def test_perceptron_blob_case_needs_several_epochs_and_rejects_the_zero_score_update(capsys):
+    assert not _quiet(checks.check_perceptron_fit, perceptron_plus_minus_one, capsys)
+    out = _out(checks.check_perceptron_fit, perceptron_plus_minus_one, capsys)
+    assert "✗ separable 3-D blobs" in out
+    out = _out(checks.check_perceptron_fit, checks.reference_perceptron_fit, capsys)
+    assert "✓ separable 3-D blobs" in out
+
+
+def test_ce_check_names_a_summed_loss_and_a_flipped_sign(capsys):
+    out = _out(checks.check_softmax_cross_entropy,
+               lambda z, y: (torch.logsumexp(z, 1) - z[torch.arange(len(y)), y]).sum(), capsys)
+    assert "N = 16 times the mean: average over the batch" in out
+    out = _out(checks.check_softmax_cross_entropy,
+               lambda z, y: (z[torch.arange(len(y)), y] - torch.logsumexp(z, 1)).mean(), capsys)
+    assert "the sign is flipped" in out
+
+
+def test_ce_grad_float32_result_is_a_dtype_problem_not_a_row_sum_problem(capsys):
+    out = _out(checks.check_softmax_cross_entropy_grad, lambda z, y: ce_grad_in_place(z, y).float(), capsys)
+    assert "✓ rows sum to zero" in out and "each row of the gradient should sum to 0" not in out
+    assert "dtype: expected torch.float64, got torch.float32" in out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import random
 import re
+import threading
 
 import numpy as np
 
@@ -72,6 +73,37 @@ def test_value_iteration_check(capsys):
         assert not _verdict(checks.check_value_iteration, wrong, capsys), wrong.__name__
 
 
+def vi_wrong_axis(P, R, gamma, tol=1e-10):
+    """Sums over s instead of s' with a plain `while True` loop: never stops (oscillates or goes to nan)."""
+    V = np.zeros(P.shape[0])
+    while True:
+        V_new = (R + gamma * np.einsum("sat,s->ta", P, V)).max(axis=1)
+        if np.abs(V_new - V).max() < tol:
+            break
+        V = V_new
+    return V_new, (R + gamma * P @ V_new).argmax(axis=1)
+
+
+def test_value_iteration_check_stops_a_divergent_loop(capsys, monkeypatch):
+    monkeypatch.setattr(checks, "TIME_LIMIT_S", 0.3)
+    assert not _verdict(checks.check_value_iteration, vi_wrong_axis, capsys)
+    checks.check_value_iteration(vi_wrong_axis)
+    out = capsys.readouterr().out
+    assert "did not stop within 0.3 s" in out and "sum over s'" in out
+    assert checks.check_value_iteration(checks.reference_value_iteration)   # the limit leaves correct code alone
+
+
+def test_value_iteration_time_limit_outside_the_main_thread(capsys, monkeypatch):
+    """No SIGALRM off the main thread: the sys.settrace fallback must stop the loop too."""
+    monkeypatch.setattr(checks, "TIME_LIMIT_S", 0.3)
+    verdict = {}
+    worker = threading.Thread(target=lambda: verdict.setdefault("ok", checks.check_value_iteration(vi_wrong_axis)))
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive() and verdict == {"ok": False}
+    assert "did not stop within 0.3 s" in capsys.readouterr().out
+
+
 def test_grid_world_values():
     P, R = checks.grid_world()
     V, pi = checks.reference_value_iteration(P, R, 1.0)
@@ -136,10 +168,33 @@ def arrays_fixed_size(env):
     return out_P, out_R
 
 
+def arrays_float32(env):
+    """Correct: float32 arrays (the brief names no dtype)."""
+    P, R = checks.reference_arrays(env)
+    return P.astype(np.float32), R.astype(np.float32)
+
+
+def arrays_mirrored_row(env):
+    """Wrong in an ordinary state (state 0's actions reversed): no hint about terminal states."""
+    P, R = checks.reference_arrays(env)
+    P[0] = P[0][::-1].copy()
+    return P, R
+
+
+def test_toy_text_check_hints_point_at_the_wrong_row(capsys):
+    checks.check_toy_text_to_arrays(arrays_no_terminal)
+    out = capsys.readouterr().out
+    assert "is terminal: make terminal states absorbing" in out
+    checks.check_toy_text_to_arrays(arrays_mirrored_row)
+    out = capsys.readouterr().out
+    assert "first wrong row: state 0" in out and "is terminal" not in out
+
+
 def test_toy_text_check(capsys):
     assert _verdict(checks.check_toy_text_to_arrays, checks.reference_arrays, capsys)
     assert _verdict(checks.check_toy_text_to_arrays, arrays_ok, capsys)
-    for wrong in (arrays_overwrite, arrays_no_terminal, arrays_reward_unweighted, arrays_fixed_size):
+    assert _verdict(checks.check_toy_text_to_arrays, arrays_float32, capsys)
+    for wrong in (arrays_mirrored_row, arrays_overwrite, arrays_no_terminal, arrays_reward_unweighted, arrays_fixed_size):
         assert not _verdict(checks.check_toy_text_to_arrays, wrong, capsys), wrong.__name__
 
 

@@ -178,3 +178,80 @@ def test_clip_grad_norm_check(capsys):
     for wrong in (per_parameter, always_rescale, sum_of_norms, not_in_place, returns_clipped_norm,
                   generator_consumed_twice):
         assert not _verdict(checks.check_clip_grad_norm, wrong, capsys), wrong.__name__
+
+
+def test_clip_grad_norm_names_a_consumed_generator(capsys):
+    def generator_consumed_twice(parameters, max_norm):
+        total = float(torch.sqrt(sum(p.grad.pow(2).sum() for p in parameters if p.grad is not None)))
+        for p in parameters:                                   # empty when parameters is a generator
+            if p.grad is not None:
+                p.grad.mul_(min(1.0, max_norm / total))
+        return total
+
+    checks.check_clip_grad_norm(generator_consumed_twice)
+    out = capsys.readouterr().out
+    assert "✗ parameters given as a generator" in out and "a generator can be iterated only once" in out
+    assert "one common factor" not in out                      # the factor was common: only the generator was empty
+
+    def per_parameter(parameters, max_norm):                   # a scaling mistake keeps the scaling hint
+        params = [p for p in parameters if p.grad is not None]
+        for p in params:
+            p.grad.mul_(min(1.0, max_norm / float(p.grad.norm())))
+        return float(torch.cat([p.grad.flatten() for p in params]).norm())
+
+    checks.check_clip_grad_norm(per_parameter)
+    assert "a generator can be iterated only once" not in capsys.readouterr().out
+
+
+def test_clip_grad_norm_tensor_factor_passes_without_a_probe_note(capsys, monkeypatch):
+    """The lab's solution computes the factor as a tensor: the device probe decides it, no 'undecided' note."""
+    monkeypatch.setenv("DL_LABS_DEVICE", "cpu")
+
+    def clip_tensor_factor(parameters, max_norm):
+        params = [p for p in parameters if p.grad is not None]
+        total = torch.sqrt(sum(p.grad.pow(2).sum() for p in params))
+        factor = (max_norm / (total + 1e-6)).clamp(max=1.0)
+        for p in params:
+            p.grad.mul_(factor)
+        return total
+
+    assert _verdict(checks.check_clip_grad_norm, clip_tensor_factor, capsys)
+    checks.check_clip_grad_norm(clip_tensor_factor)
+    assert "undecided" not in capsys.readouterr().out
+
+
+def test_rnn_forward_names_an_untransposed_w_hh(capsys):
+    checks.check_rnn_forward(lambda x, h0, W_xh, W_hh, b: rnn_loop(x, h0, W_xh, W_hh.T, b))
+    assert "W_hh is used untransposed" in capsys.readouterr().out
+    checks.check_rnn_forward(lambda x, h0, W_xh, W_hh, b: rnn_loop(x, torch.zeros_like(h0), W_xh, W_hh, b))
+    assert "untransposed" not in capsys.readouterr().out
+
+
+def test_the_library_itself_does_not_pass(capsys):
+    """torch.rnn_tanh, torch.lstm_cell and clip_grad_norm_ are the library's answers, not the exercise."""
+    def rnn_library(x, h0, W_xh, W_hh, b):
+        out, _ = torch.rnn_tanh(x, h0[None], [W_xh, W_hh, b, torch.zeros_like(b)], True, 1, 0.0, False, False, False)
+        return out
+
+    def lstm_library(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
+        return torch.lstm_cell(x, (h, c), weight_ih, weight_hh, bias_ih, bias_hh)
+
+    def clip_library(parameters, max_norm):
+        return torch.nn.utils.clip_grad_norm_(parameters, max_norm)
+
+    for check, fn in ((checks.check_rnn_forward, rnn_library), (checks.check_lstm_cell, lstm_library),
+                      (checks.check_clip_grad_norm, clip_library)):
+        assert not _verdict(check, fn, capsys), fn.__name__
+        check(fn)
+        assert "is the library's answer" in capsys.readouterr().out, fn.__name__
+    # outside the checks the library works again
+    assert torch.equal(rnn_library(*_rnn_inputs()), rnn_library(*_rnn_inputs()))
+    p = torch.nn.Parameter(torch.ones(3))
+    p.grad = torch.full((3,), 4.0)
+    assert abs(float(torch.nn.utils.clip_grad_norm_([p], 1.0)) - 48 ** 0.5) < 1e-5
+
+
+def _rnn_inputs():
+    g = torch.Generator().manual_seed(0)
+    return (torch.randn(4, 2, 3, generator=g), torch.randn(2, 5, generator=g), torch.randn(5, 3, generator=g),
+            torch.randn(5, 5, generator=g), torch.randn(5, generator=g))

@@ -98,3 +98,36 @@ def test_unet_check(capsys):
         return nn.Sequential(nn.Conv2d(cin, c, 3, padding=1), nn.MaxPool2d(2), nn.Conv2d(c, ncls, 1))
 
     assert not _verdict(checks.check_unet, shrinking, capsys)
+
+
+def test_unet_check_rejects_probabilities(capsys):
+    base = _unet_cls()
+    for squash in (lambda z: z.softmax(1), torch.sigmoid):
+        class Probs(base):
+            def forward(self, x, squash=squash):
+                return squash(super().forward(x))
+
+        assert not checks.check_unet(Probs)
+        out = capsys.readouterr().out
+        assert "✗ outputs are logits" in out and "return raw logits" in out
+
+
+def test_iou_check_explains_per_image_mean(capsys):
+    def per_image_mean(pred, target, num_classes):
+        return torch.stack([iou_vectorised(p, t, num_classes) for p, t in zip(pred, target)]).nanmean(0)
+
+    assert not checks.check_iou_per_class(per_image_mean)
+    out = capsys.readouterr().out
+    assert "mean of per-image IoUs: count the pixels over the whole tensor" in out
+    assert not checks.check_iou_per_class(lambda p, t, n: iou_vectorised(p, t, n).double())
+    assert "expected torch.float32, got torch.float64 (return float32" in capsys.readouterr().out
+
+
+def test_conv_matrix_check_names_column_major(capsys):
+    def column_major(kernel, input_size, stride=1, padding=0):
+        H, W = input_size
+        M = conv_matrix_basis(kernel, input_size, stride, padding)
+        return M[:, torch.arange(H * W).reshape(H, W).T.reshape(-1)]
+
+    assert not checks.check_conv_matrix(column_major)
+    assert "check the flattening order: input pixel (h, w) is column h * W + w" in capsys.readouterr().out

@@ -48,6 +48,21 @@ def test_free_energy_check(capsys):
         assert not _verdict(checks.check_free_energy, wrong, capsys), wrong.__name__
 
 
+def test_free_energy_check_names_float32_log_k(capsys):
+    """torch.log(torch.tensor(K)) is float32: its rounding, divided by beta, fails the float64 cases; say so."""
+    def float32_log_k(E, beta):
+        return -(torch.logsumexp(-beta * E, dim=-1) - torch.log(torch.tensor(E.shape[-1]))) / beta
+
+    def numpy_log_k(E, beta):                               # correct, written differently: np.log(K) is float64
+        return -(torch.logsumexp(-beta * E, dim=-1) - np.log(E.shape[-1])) / beta
+
+    assert not checks.check_free_energy(float32_log_k)
+    out = capsys.readouterr().out
+    assert "log K computed in float32" in out and "math.log(K)" in out
+    assert "torch.logsumexp(-beta * E_grid" not in out      # no solution line unless asked
+    assert _verdict(checks.check_free_energy, numpy_log_k, capsys)
+
+
 def _ista(y, W, lam, steps, eta=None, threshold=None, hard=False):
     eta = eta if eta is not None else 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
     threshold = eta * lam if threshold is None else threshold
@@ -135,3 +150,17 @@ def test_info_nce_check(capsys):
 
     for wrong in (no_normalisation, no_temperature, transposed, summed, detached, multiplied_by_t):
         assert not _verdict(checks.check_info_nce, wrong, capsys), wrong.__name__
+
+
+def test_info_nce_check_names_symmetric_and_batch_axis(capsys):
+    """The SimCLR average of both directions and F.normalize(dim=0) are rejected with their cause named."""
+    def symmetric(z1, z2, t):
+        return (checks.reference_info_nce(z1, z2, t) + checks.reference_info_nce(z2, z1, t)) / 2
+
+    def batch_axis(z1, z2, t):
+        logits = F.normalize(z1, dim=0) @ F.normalize(z2, dim=0).T / t
+        return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+
+    for wrong, why in ((symmetric, "average of both directions"), (batch_axis, "normalised over the batch axis")):
+        assert not checks.check_info_nce(wrong), wrong.__name__
+        assert why in capsys.readouterr().out, wrong.__name__

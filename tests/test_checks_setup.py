@@ -45,7 +45,7 @@ def test_accepts_correct_implementations(capsys, name):
     assert check_accuracy(CORRECT[name]) is True
     out = capsys.readouterr().out
     assert out.startswith("Checking accuracy(logits, y):")
-    assert f"{PASS} all 6 cases passed" in out
+    assert f"{PASS} all 7 cases passed" in out
     assert FAIL not in out
 
 
@@ -150,6 +150,26 @@ def test_not_implemented_message(capsys):
     check_accuracy(not_implemented)
     out = capsys.readouterr().out
     assert out.count("not implemented yet") == 1
+
+
+def cpu_ones_weights(logits, y):
+    return ((logits.argmax(dim=1) == y).float() @ torch.ones(len(y)) / len(y)).item()  # torch.ones on the CPU
+
+
+def test_device_probe_rejects_a_tensor_created_on_the_cpu(capsys, monkeypatch):
+    monkeypatch.setenv("DL_LABS_DEVICE", "cpu")                  # the meta stand-in
+    assert check_accuracy(cpu_ones_weights) is False
+    out = capsys.readouterr().out
+    assert f"{PASS} 50 samples, 7 classes" in out              # right on the CPU ...
+    assert f"{FAIL} inputs on another device" in out            # ... but not on another device
+    assert "your code created a tensor on the CPU" in out and "device=logits.device" in out
+
+
+def test_device_probe_is_undecided_not_failing_for_item(capsys, monkeypatch):
+    monkeypatch.setenv("DL_LABS_DEVICE", "cpu")
+    assert check_accuracy(reference_solution) is True           # .item() needs values the stand-in lacks
+    out = capsys.readouterr().out
+    assert f"{PASS} inputs on another device" in out and "undecided here" in out
 
 
 @pytest.mark.parametrize("bad", [None, 0.5, "accuracy"])

@@ -228,3 +228,51 @@ def test_batchnorm_backward_check(capsys):
         assert not _verdict(checks.check_batchnorm_backward, wrong, capsys), wrong.__name__
     checks.check_batchnorm_backward(bn_backward_constant_stats)
     assert "treats the batch mean and variance as constants" in capsys.readouterr().out
+
+
+# ----- review fixes: in-place dropout, autograd inside a backward pass, device advice -------------
+def dropout_in_place(x, p, training):
+    if not training:
+        return x
+    x.mul_((torch.rand_like(x) >= p) / (1 - p))
+    return x
+
+
+def test_dropout_check_rejects_in_place(capsys):
+    assert not _verdict(checks.check_dropout, dropout_in_place, capsys)
+    checks.check_dropout(dropout_in_place)
+    assert "dropout changed its input in place" in capsys.readouterr().out
+
+
+def bn_backward_by_autograd(dy, x, gamma, eps):
+    """Wrong for a backward pass: autograd is off there (grad mode disabled)."""
+    x_ = x.detach().clone().requires_grad_(True)
+    g_ = gamma.detach().clone().requires_grad_(True)
+    b_ = torch.zeros_like(g_, requires_grad=True)
+    y = torch.nn.functional.batch_norm(x_, None, None, g_, b_, training=True, eps=eps)
+    return torch.autograd.grad(y, (x_, g_, b_), dy)
+
+
+def test_batchnorm_backward_check_rejects_autograd(capsys):
+    assert not _verdict(checks.check_batchnorm_backward, bn_backward_by_autograd, capsys)
+    checks.check_batchnorm_backward(bn_backward_by_autograd)
+    assert "computed with autograd? Write the three terms by hand" in capsys.readouterr().out
+    # with grad mode switched back on explicitly it works inside autograd.Function.backward too
+    def with_enable_grad(*args):
+        with torch.enable_grad():
+            return bn_backward_by_autograd(*args)
+    assert _verdict(checks.check_batchnorm_backward, with_enable_grad, capsys)
+
+
+def sgd_cpu_buffer(p, grad, buf, lr, momentum, nesterov=False):
+    buf = torch.zeros(tuple(grad.shape), dtype=grad.dtype) if buf is None else buf   # CPU: wrong on a GPU
+    buf = momentum * buf + grad
+    p.sub_(lr * (grad + momentum * buf if nesterov else buf))
+    return buf
+
+
+def test_sgd_device_advice_names_p(capsys):
+    checks.check_sgd_momentum_step(sgd_cpu_buffer)
+    out = capsys.readouterr().out
+    device_line = next(line for line in out.splitlines() if "inputs on another device" in line)
+    assert "p's device" in device_line and "x an input tensor" not in device_line, device_line

@@ -81,3 +81,22 @@ def test_elbo_loss_check(capsys):
     assert not _verdict(checks.check_elbo_loss,  # only flattens the second dimension
                         lambda x, lg, mu, lv, beta=1.0: (F.binary_cross_entropy_with_logits(
                             lg, x, reduction="none").sum(1).mean() + beta * kl_formula(mu, lv).mean()), capsys)
+
+
+def test_check_messages_name_the_mistake(capsys):
+    checks.check_elbo_loss(lambda x, lg, mu, lv, beta=1.0: F.binary_cross_entropy_with_logits(lg, x)
+                           + beta * kl_formula(mu, lv).mean())
+    assert "averaged over the 64 pixels instead of summed" in capsys.readouterr().out
+
+    assert not _verdict(checks.check_reparameterize,  # torch.normal: no gradient to mu
+                        lambda mu, lv: torch.normal(mu, torch.exp(0.5 * lv)), capsys)
+    checks.check_reparameterize(lambda mu, lv: torch.normal(mu, torch.exp(0.5 * lv)))
+    assert "write mu + sigma * eps" in capsys.readouterr().out
+
+    def std_detached(mu, lv):
+        return mu + torch.exp(0.5 * lv).detach() * torch.randn_like(mu)
+
+    assert not _verdict(checks.check_reparameterize, std_detached, capsys)
+    checks.check_reparameterize(std_detached)
+    out = capsys.readouterr().out
+    assert "no gradient reached logvar" in out and "no gradient reached mu" not in out

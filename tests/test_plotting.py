@@ -233,6 +233,15 @@ def test_show_filters_empty():
         show_filters(torch.zeros(0, 1, 3, 3))
 
 
+def test_show_filters_hspace(rc_unchanged):
+    w = torch.randn(16, 1, 3, 3)
+    fig = show_filters(w, ncols=8, hspace=0.1)
+    assert fig.subplotpars.hspace == pytest.approx(0.1)
+    assert fig.axes[8].get_position().y1 < fig.axes[0].get_position().y0  # a gap between the two rows
+    with pytest.raises(ValueError):
+        show_filters(w, hspace=-0.1)
+
+
 # ---------------------------------------------------------------------------- plot_heatmap
 
 
@@ -257,6 +266,15 @@ def test_plot_heatmap_options(rc_unchanged):
     out = plot_heatmap(np.eye(2), ax=ax, annotate=True, fmt="{:.0f}", colorbar=False)
     assert out is fig
     assert [t.get_text() for t in ax.texts] == ["1", "0", "0", "1"]
+
+
+def test_plot_heatmap_cbar_label(rc_unchanged):
+    fig = plot_heatmap(np.eye(3), cbar_label="attention weight")
+    assert fig.axes[-1].get_ylabel() == "attention weight"
+    fig = plot_heatmap(np.eye(3))                                   # default: an unlabelled colour bar, as before
+    assert len(fig.axes) == 2 and fig.axes[-1].get_ylabel() == ""
+    fig = plot_heatmap(np.eye(3), colorbar=False, cbar_label="ignored")
+    assert len(fig.axes) == 1
 
 
 @pytest.mark.parametrize(

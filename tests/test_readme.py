@@ -72,7 +72,7 @@ HEADLINES = {
     "01_perceptron": ("digits_softmax_test_acc", ">=", 0.93),
     "02_mlp_backprop": ("mnist1d_mlp_acc", ">=", 0.61),
     "03_training_deep_nets": ("mc_dropout_std_ratio_far_vs_near", ">", 1.3),
-    "04_cnn_filters": ("fashion_cnn_test_acc", ">=", 0.87),
+    "04_cnn_filters": ("fashion_cnn_test_acc", ">=", 0.89),
     "05_resnet": ("fashion_small_resnet_acc", ">=", 0.80),
     "06_unet_segmentation": ("unet_mean_iou_objects", ">=", 0.85),
     "07_yolo_detection": ("map50", ">=", 0.80),
@@ -83,7 +83,7 @@ HEADLINES = {
     "12_transformers": ("reversal_exact_match", ">=", 0.95),
     "13_gnn": ("karate_gcn_acc", ">=", 0.9),
     "14_q_learning": ("dqn_best_ma20", ">=", 150),
-    "15_visualization_adversarial": ("clean_acc_attack_set", ">=", 0.85),
+    "15_visualization_adversarial": ("clean_acc_attack_set", ">=", 0.87),
     "16_self_supervised_ebm": ("probe_gain_over_random", ">=", 0.15),
 }
 

@@ -265,7 +265,7 @@ def plot_decision_regions(
 
 def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float = 1.0,
                  channel: int | None = 0, cmap: str = "RdBu_r", labels: Sequence | None = None,
-                 symmetric: bool = True):
+                 symmetric: bool = True, hspace: float | None = None):
     """Show convolution kernels or feature maps, one panel each, colour-centred at 0.
 
     Args:
@@ -279,10 +279,17 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
         labels: optional caption per panel.
         symmetric: colour range [-max|v|, max|v|] (kernels); False: [0, max] per panel
             (non-negative feature maps, e.g. after a ReLU).
+        hspace: vertical gap between rows of panels, as a fraction of a panel's height
+            (e.g. 0.1, so that rows do not touch); None keeps the tight layout's spacing.
 
     Returns:
         matplotlib.figure.Figure
+
+    Raises:
+        ValueError: ``hspace`` is negative.
     """
+    if hspace is not None and not hspace >= 0:
+        raise ValueError(f"hspace: expected a number >= 0 or None, got {hspace!r}")
     arr = _to_numpy(weight).astype(np.float64)
     if arr.ndim == 4:
         if channel is None:
@@ -314,6 +321,8 @@ def show_filters(weight, *, ncols: int = 8, title: str = "Filters", size: float 
                     ax.set_title(str(labels[i]), fontsize=8)
         fig.suptitle(title)
         fig.tight_layout()
+        if hspace is not None:
+            fig.subplots_adjust(hspace=hspace)
     return fig
 
 
@@ -330,6 +339,7 @@ def plot_heatmap(
     fmt: str = "{:.2f}",
     cmap: str = "viridis",
     colorbar: bool = True,
+    cbar_label: str | None = None,
 ):
     """Heatmap of a 2-D matrix (attention weights, confusion matrices, Q-tables).
 
@@ -342,6 +352,8 @@ def plot_heatmap(
         fmt: format of annotations.
         cmap: colour map (sequential: viridis / cividis).
         colorbar: draw a colour bar.
+        cbar_label: label of the colour bar (what the colours measure, e.g. "attention weight");
+            ignored when ``colorbar`` is False.
 
     Returns:
         matplotlib.figure.Figure
@@ -370,7 +382,7 @@ def plot_heatmap(
                 ax.text(c, r, fmt.format(v), ha="center", va="center", fontsize=7,
                         color="black" if v > mid else "white")
         if colorbar:
-            fig.colorbar(im, ax=ax)
+            fig.colorbar(im, ax=ax, label=cbar_label or "")
         ax.set_title(title)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)

@@ -136,7 +136,7 @@ def _compare_case(make, fn_args, reference, kind, atol=1e-9):
         x_before = x.clone()
         want = reference(model, *(a.clone() for a in args), **fn_args)
         buffers_before = _buffers(model)
-        got = fn(model, *args, **fn_args)
+        got = fn(model, *args, *fn_args.values())     # positional: a renamed parameter (epsilon) still works
         return (_side_effects(model, x, x_before, got, kind, buffers_before)
                 or compare_values(want, got, atol=atol, rtol=1e-7))
     return test
@@ -317,13 +317,18 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
         f = randn(2, 3, 4, 5)
         want, got = reference(f), fn(f.clone())
         msg = compare_values(want, got, atol=1e-9)
+        N, C, H, W = f.shape
+        if msg is not None and isinstance(got, torch.Tensor) and tuple(got.shape) == (N * C, N * C):
+            return (f"{msg} (each image needs its own Gram matrix: reshape to (N, C, H * W) and use a batched "
+                    "matmul, not a view(N * C, H * W) that mixes the images of the batch)")
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return msg
-        C, H, W = f.shape[1:]
         for factor, why in ((1 / C, "divided by C * H * W (Gatys et al.'s loss normalisation); the Gram matrix "
                                     "here is the average over positions: divide by H * W only"),
                             (H * W, "not divided at all: divide by H * W, the number of positions"),
-                            (1 / f.shape[0], "divided by the batch size too: each image has its own Gram matrix")):
+                            (1 / N, "divided by the batch size too: each image has its own Gram matrix"),
+                            (1 / (N * C), "divided by N * C * H * W, as in the PyTorch neural-style tutorial, whose "
+                                          "batch holds one image; here divide by H * W only")):
             if compare_values(want * factor, got, atol=1e-9) is None:
                 return f"{msg} (that is {why})"
         return msg

@@ -73,8 +73,29 @@ def _attention_cases(with_v: bool):
     return cases
 
 
+def _manual_attention(q, k, v=None, mask=None, dim=-1):
+    """Attention with the softmax over ``dim`` (-1: the keys, right; -2: the queries, a typical slip)."""
+    import torch
+
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    w = torch.softmax(scores, dim=dim)
+    return w if v is None else w @ v
+
+
+def _same(want, got):
+    """True when ``got`` equals ``want`` at the check's tolerance, NaN where ``want`` has NaN."""
+    import torch
+
+    return bool(torch.isclose(got.detach().cpu().double(), want.double(), atol=1e-9, rtol=1e-7,
+                              equal_nan=True).all())
+
+
 def _diagnosed(args, kwargs, reference):
-    """A case that compares with ``reference`` and, on a mismatch, names the usual causes."""
+    """A case that compares with ``reference`` and, on a mismatch, names the usual causes: an inverted mask
+    (tested before the NaN hint, since inverting a mask empties rows and an empty row is NaN), a softmax
+    over the queries, and an unstable softmax."""
     import torch
 
     def test(fn):
@@ -83,14 +104,23 @@ def _diagnosed(args, kwargs, reference):
         msg = compare_values(want, got, atol=1e-9, rtol=1e-7)
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return msg
+        q, k = args[0], args[1]
+        mask = kwargs.get("mask")
+        if mask is not None:
+            inverted = ~mask
+            full = torch.broadcast_to(inverted, (*torch.broadcast_shapes(inverted.shape[:-1], q.shape[:-1]),
+                                                 k.shape[-2]))
+            empty = ~full.any(dim=-1, keepdim=True)                 # rows the inverted mask empties: not compared
+            want_inv = reference(*args, mask=inverted | empty)
+            if _same(want_inv, torch.where(empty, want_inv, got.detach().cpu().to(want_inv.dtype))):
+                return msg + " (your mask is inverted: True means the query MAY attend to that key, so block " \
+                             "the scores where the mask is False: masked_fill(~mask, -inf))"
+        if _same(_manual_attention(*args, mask=mask, dim=-2), got):
+            return msg + (" (the softmax runs over the queries, dim=-2: it must run over the keys, dim=-1, so "
+                          "that each query's weights sum to 1)")
         if not torch.isfinite(got).all():
             return msg + (" (NaN or inf: use torch.softmax, which subtracts each row's maximum, and set blocked "
                           "scores to -inf before it, not after)")
-        mask = kwargs.get("mask")
-        if mask is not None:
-            inverted = ~mask | mask.all(dim=-1, keepdim=True)        # keep rows that would be empty valid
-            if compare_values(reference(*args, mask=inverted), got, atol=1e-9, rtol=1e-7) is None:
-                return msg + " (your mask is inverted: True means the query MAY attend to that key)"
         return msg
     return test
 
@@ -141,6 +171,40 @@ def _copy_into(student, ref, d):
         student.out_proj.bias.copy_(ref.out_proj.bias)
 
 
+def _mha_variant(ref, q, k, v, mask, h, *, split_transpose=True, merge_transpose=True, out_proj=True,
+                 scale_d_model=False):
+    """``ref``'s multi-head attention computed by hand, optionally with one typical slip, for the diagnoses."""
+    import torch
+
+    B, T, d = q.shape
+    W, b = ref.in_proj_weight, ref.in_proj_bias
+
+    def split(x, i):
+        x = x @ W[i * d:(i + 1) * d].T + b[i * d:(i + 1) * d]                       # (B, L, d)
+        if split_transpose:
+            return x.view(B, -1, h, d // h).transpose(1, 2)                         # (B, h, L, d_head)
+        return x.reshape(B, h, -1, d // h)                                          # slip: no transpose
+
+    qh, kh, vh = split(q, 0), split(k, 1), split(v, 2)
+    scores = qh @ kh.transpose(-2, -1) / math.sqrt(d if scale_d_model else d // h)  # (B, h, T, S)
+    if mask is not None:
+        scores = scores.masked_fill(~(mask[:, None] if mask.dim() == 3 else mask), float("-inf"))
+    out = torch.softmax(scores, dim=-1) @ vh                                        # (B, h, T, d_head)
+    out = out.transpose(1, 2).reshape(B, T, d) if merge_transpose else out.reshape(B, T, d)
+    return out @ ref.out_proj.weight.T + ref.out_proj.bias if out_proj else out
+
+
+_MHA_SLIPS = (
+    ({"split_transpose": False}, "the heads are split without a transpose: .view(B, L, num_heads, d_head) then "
+                                 ".transpose(1, 2), so that every head sees all positions of its own slice of features"),
+    ({"merge_transpose": False}, "the heads are merged without a transpose: (B, heads, T, d_head) needs "
+                                 ".transpose(1, 2) before .reshape(B, T, d_model)"),
+    ({"out_proj": False}, "the merged heads are not passed through out_proj"),
+    ({"scale_d_model": True}, "the scores are scaled by sqrt(d_model); each head's scale is sqrt(d_head) = "
+                              "sqrt(d_model / num_heads)"),
+)
+
+
 @tiered
 def check_multi_head_attention(MultiHeadAttention) -> bool:
     """Check the class ``MultiHeadAttention(d_model, num_heads)`` against ``nn.MultiheadAttention``."""
@@ -181,7 +245,15 @@ def check_multi_head_attention(MultiHeadAttention) -> bool:
             with torch.no_grad():
                 want, _ = ref(q, k, v, attn_mask=blocked, need_weights=False)
                 got = m(q, k, v) if mask is None else m(q, k, v, mask=mask)
-            return compare_values(want, got, atol=1e-9, rtol=1e-7)
+            msg = compare_values(want, got, atol=1e-9, rtol=1e-7)
+            if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
+                return msg
+            with torch.no_grad():
+                for slip, why in _MHA_SLIPS:
+                    if compare_values(_mha_variant(ref, q, k, v, mask, h, **slip), got, atol=1e-9,
+                                      rtol=1e-7) is None:
+                        return f"{msg} ({why})"
+            return msg
         return test
 
     cases = [

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, run_check, tiered
+from .core import FAIL, PASS, Case, compare_values, run_check, tiered
 
 __all__ = ["check_numerical_gradient", "check_mlp_forward_backward", "check_count_parameters",
            "reference_numerical_gradient", "reference_mlp_forward_backward"]
@@ -94,33 +94,104 @@ def _random_params(sizes, rng):
     return [(rng.normal(0, 1 / np.sqrt(i), (o, i)), rng.normal(0, 0.1, o)) for i, o in zip(sizes, sizes[1:])]
 
 
-def _mlp_case(name, sizes, n, seed) -> Case:
+def _scale_ratio(expected: list[np.ndarray], got: list[np.ndarray]) -> float | None:
+    """The constant c with got = c * expected over all entries, or None when there is none."""
+    e = np.concatenate([np.ravel(a) for a in expected])
+    g = np.concatenate([np.ravel(np.asarray(a, dtype=np.float64)) for a in got])
+    if e.shape != g.shape or not np.all(np.isfinite(g)):
+        return None
+    big = np.abs(e) > 1e-8 * max(float(np.abs(e).max()), 1e-300)
+    if not big.any():
+        return None
+    ratios = g[big] / e[big]
+    c = float(np.median(ratios))
+    return c if np.allclose(ratios, c, rtol=1e-6, atol=0) and np.allclose(g, c * e, rtol=1e-6, atol=1e-12) else None
+
+
+def _mlp_case(name, sizes, n, seed, logit_shift=0.0) -> Case:
     rng = np.random.default_rng(seed)
     params = _random_params(sizes, rng)
+    W_last, b_last = params[-1]
+    params[-1] = (W_last, b_last + logit_shift)                 # every logit + shift: softmax unchanged, exp overflows
     X = rng.normal(size=(n, sizes[0]))
     y = rng.integers(0, sizes[-1], n)
 
     def test(fn):
-        got = fn([(W.copy(), b.copy()) for W, b in params], X.copy(), y.copy())
-        if not isinstance(got, tuple) or len(got) != 2:
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):   # overflow is reported below
+            got = fn([(W.copy(), b.copy()) for W, b in params], X.copy(), y.copy())
+        if not isinstance(got, tuple | list) or len(got) != 2:
             return f"expected a tuple (loss, grads), got {type(got).__name__}"
         loss, grads = got
         exp_loss, exp_grads = reference_mlp_forward_backward(params, X, y)
+        if not isinstance(grads, list | tuple) or len(grads) != len(params):
+            return f"grads: expected a list of {len(params)} (dW, db) pairs, got {type(grads).__name__}"
+        for layer, pair in enumerate(grads):
+            if not isinstance(pair, list | tuple) or len(pair) != 2:
+                return f"grads[{layer}]: expected a pair (dW, db)"
+        try:
+            not_finite = not np.isfinite(float(loss)) or not all(
+                np.all(np.isfinite(np.asarray(t, dtype=np.float64))) for pair in grads for t in pair)
+        except (TypeError, ValueError):                         # not numbers: compare_values reports it below
+            not_finite = False
+        if not_finite and logit_shift:
+            return ("NaN or inf with large logits (up to about "
+                    f"{np.abs(_logits(params, X)).max():.0f}): exp overflows; subtract each row's max before exp "
+                    "(log-sum-exp), which leaves softmax unchanged")
+        problems = []
         msg = compare_values(exp_loss, loss, atol=1e-10, rtol=1e-9, path="loss")
         if msg:
-            return msg
-        if not isinstance(grads, (list, tuple)) or len(grads) != len(params):
-            return f"grads: expected a list of {len(params)} (dW, db) pairs, got {type(grads).__name__}"
-        for layer, ((eW, eb), pair) in enumerate(zip(exp_grads, grads)):
-            if not isinstance(pair, (list, tuple)) or len(pair) != 2:
-                return f"grads[{layer}]: expected a pair (dW, db)"
-            for label, e, g in (("dW", eW, pair[0]), ("db", eb, pair[1])):
-                msg = compare_values(e, np.asarray(g), atol=1e-9, rtol=1e-7, path=f"grads[{layer}] {label}")
-                if msg:
-                    return msg
-        return None
+            problems.append(msg)
+        # one status per layer, last layer first (the order of the backward pass)
+        status, first_bad = [], None
+        for layer in range(len(params) - 1, -1, -1):
+            bad = []
+            for label, e, g in (("dW", exp_grads[layer][0], grads[layer][0]), ("db", exp_grads[layer][1], grads[layer][1])):
+                m = compare_values(e, np.asarray(g), atol=1e-9, rtol=1e-7, path=f"grads[{layer}] {label}")
+                if m:
+                    bad.append(label)
+                    first_bad = first_bad or m
+            status.append(f"grads[{layer}] " + (" ".join(f"{b} {FAIL}" for b in bad) if bad else PASS))
+        if first_bad is None and not problems:
+            return None
+        if first_bad:
+            problems.append(first_bad)
+        ratio = _scale_ratio([t for pair in exp_grads for t in pair], [t for pair in grads for t in pair])
+        if n > 1 and ratio is not None and abs(ratio - n) < 1e-6 * n:
+            problems.append(f"your gradients are N = {n} times too large: the loss is a mean over the batch, "
+                            "so delta_L carries a 1/N")
+        elif n > 1 and ratio is not None and abs(ratio - 1 / n) < 1e-6 / n:
+            problems.append(f"your gradients are N = {n} times too small: divide by N once, in delta_L")
+        elif ratio is not None and abs(ratio - 1) > 1e-6:
+            problems.append(f"your gradients are {ratio:.4g} times the expected ones")
+        elif first_bad and len(params) > 1:
+            last_ok = status[0].endswith(PASS)
+            problems.append("the last layer is right, so delta_L is: look at how delta goes back through W and "
+                            "f'(Z) = 1 - tanh(Z)^2" if last_ok else
+                            "the last layer is already wrong: look at delta_L (softmax minus one-hot, over N) and "
+                            "dW = delta^T A_prev")
+        if _loss_is_sum(exp_loss, loss, n):
+            problems.append(f"the loss is N = {n} times too large: take the mean over the batch, not the sum")
+        return "; ".join(problems) + (f" [per layer, last first: {', '.join(status)}]" if first_bad else "")
 
     return Case(name, test=test)
+
+
+def _loss_is_sum(expected: float, got, n: int) -> bool:
+    """True when ``got`` is ``n`` times ``expected`` (a sum instead of a mean)."""
+    try:
+        g = float(got)
+    except (TypeError, ValueError):
+        return False
+    return n > 1 and abs(expected) > 1e-12 and abs(g / expected - n) < 1e-6 * n
+
+
+def _logits(params, X) -> np.ndarray:
+    h = X
+    for i, (W, b) in enumerate(params):
+        h = h @ W.T + b
+        if i < len(params) - 1:
+            h = np.tanh(h)
+    return h
 
 
 @tiered
@@ -132,10 +203,15 @@ def check_mlp_forward_backward(mlp_forward_backward: Callable) -> bool:
         _mlp_case("a single sample, 2-3-2", [2, 3, 2], 1, 2),
         _mlp_case("no hidden layer (softmax regression) 5-4", [5, 4], 7, 3),
         _mlp_case("wide and deep 10-16-16-16-10, batch 32", [10, 16, 16, 16, 10], 32, 4),
+        _mlp_case("large logits (every logit + 1000, softmax unchanged): a stable softmax", [4, 8, 3], 6, 5,
+                  logit_shift=1000.0),
     ]
     return run_check(
         "mlp_forward_backward(params, X, y)", mlp_forward_backward, cases,
-        hint="keep every activation from the forward pass; the backward pass starts from the softmax-minus-one-hot error of the mean loss and applies the chain rule layer by layer, with tanh's derivative in the hidden layers",
+        hint="keep every activation from the forward pass; subtract each row's max from the logits before exp; "
+             "the backward pass starts from the softmax-minus-one-hot error of the mean loss and applies the chain "
+             "rule layer by layer, with tanh's derivative in the hidden layers (the per-layer status shows where "
+             "it first goes wrong)",
         solution="store every activation on the way forward; start backward with "
              "delta = (softmax(z_L) - onehot(y)) / N; then dW = delta^T a_prev, db = delta.sum(0), "
              "delta_prev = (delta @ W) * (1 - a_prev**2) for tanh",

@@ -5,16 +5,37 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from ..device import one_cpu_thread
-from .core import Case, device_case, run_check, tiered
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
+
+
+_FLOAT32_HINT = ("looks like float32 arithmetic: allocate with x.new_zeros(...) so the output keeps x's dtype "
+                 "(here float64)")
+
+
+def _conv2d_case(x, w, kwargs):
+    """A conv2d case against F.conv2d that names float32 arithmetic on float64 inputs as the cause."""
+    import torch
+    import torch.nn.functional as F
+
+    def test(fn):
+        expected = F.conv2d(x, w, **kwargs)
+        got = fn(x.clone(), w.clone(), **{k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
+        msg = compare_values(expected, got, atol=1e-9, rtol=1e-7)
+        if msg and torch.is_tensor(got) and got.shape == expected.shape and got.is_floating_point():
+            err = (got.detach().cpu().double() - expected).abs().max().item()
+            if 0 < err <= 1e-5 * max(expected.abs().max().item(), 1.0):   # float32 rounding, not a wrong formula
+                msg += f"; {_FLOAT32_HINT}"
+        return msg
+
+    return test
 
 
 @tiered
 def check_conv2d(conv2d: Callable) -> bool:
     """Check ``conv2d(x, weight, bias=None, stride=1, padding=0)`` against ``F.conv2d``."""
     import torch
-    import torch.nn.functional as F
 
     g = torch.Generator().manual_seed(0)
 
@@ -35,7 +56,7 @@ def check_conv2d(conv2d: Callable) -> bool:
         x, w = rand(*xs), rand(*ws)
         b = rand(ws[0]) if with_bias else None
         kwargs = {"bias": b, "stride": s, "padding": p}
-        cases.append(Case(name, (x, w), kwargs, expected=F.conv2d, atol=1e-9, rtol=1e-7))
+        cases.append(Case(name, test=_conv2d_case(x, w, kwargs)))
 
     def speed(fn):
         import time
@@ -61,7 +82,7 @@ def check_conv2d(conv2d: Callable) -> bool:
     return run_check(
         "conv2d(x, weight, bias, stride, padding)", conv2d, cases,
         hint="PyTorch's convolution is a cross-correlation (no kernel flip); each output pixel sums input times kernel over a window that moves by the stride over the zero-padded input",
-        solution="which cases fail tells you what to fix: all but the 1x1 case -> the kernel is flipped "
+        solution="which cases fail tells you what to fix: every value case but the 1x1 one -> the kernel is flipped "
              "(PyTorch does not flip); padded cases -> pad all four sides; bias cases -> add the bias "
              "per output channel; stride cases -> slice with step s and use the output-size formula",
     )
@@ -104,11 +125,25 @@ def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
         k = np.outer(w, w)
         return torch.tensor(k / k.sum(), dtype=torch.float32)
 
-    cases = [Case(f"size {n}, sigma {s}", (n, s), expected=reference, atol=1e-6, rtol=1e-5)
-             for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0), (4, 1.0))]
+    def case(n, s):
+        def test(fn):
+            got = fn(n, s)
+            msg = compare_values(reference(n, s), got, atol=1e-6, rtol=1e-5)
+            if msg and torch.is_tensor(got) and tuple(got.shape) == (n, n):
+                total = float(got.detach().double().sum())
+                if abs(total - 1) > 1e-4:
+                    msg += f"; your kernel sums to {total:.4g}, not 1: divide by its sum"
+                elif n % 2 == 0:
+                    msg += ("; for even size the centre lies between the two middle pixels: "
+                            "coordinates arange(size) - (size - 1) / 2")
+            return msg
+
+        return Case(f"size {n}, sigma {s}", test=test)
+
+    cases = [case(n, s) for n, s in ((5, 1.0), (3, 0.5), (7, 2.0), (9, 1.5), (1, 1.0), (4, 1.0))]
     return run_check(
         "gaussian_kernel(size, sigma)", gaussian_kernel, cases,
-        hint='a 2-D Gaussian centred on the middle of the grid, normalised so its entries sum to 1',
+        hint='a 2-D Gaussian centred at ((size - 1) / 2, (size - 1) / 2), normalised so its entries sum to 1',
         solution="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "
              "exp(-(x^2 + y^2) / (2 sigma^2)); divide by the sum; return float32 (size, size)",
     )

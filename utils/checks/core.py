@@ -359,11 +359,28 @@ def _tensor_parameter(fn, args) -> str | None:
     return next((n for n, a in zip(names, args) if _is_tensor(a)), None)
 
 
-def _undecided(name: str | None) -> Note:
+#: errors of the meta stand-in that come from reading data it does not have
+_META_DATA = re.compile(
+    r"cannot be called on meta tensors|copy out of meta tensor|no data!|"
+    r"data-independent implementation does not exist|unsupported format string passed to Tensor\.__format__",
+    re.IGNORECASE)
+#: errors of the meta stand-in that come from an operation it has no version of
+_META_KERNEL = re.compile(r"with Meta tensors|'Meta' backend|a meta tensor without", re.IGNORECASE)
+
+
+def _undecided(name: str | None, exc: BaseException) -> Note:
+    """The note of a probe the meta stand-in could not decide, by the cause of ``exc``."""
     x = name or "<input>"
-    return Note("undecided here: your code needs tensor values (.item(), .tolist(), float(), an if on a "
-                f"tensor), which the stand-in lacks; make sure every torch.zeros/arange/full/tensor(...) "
-                f"you call has device={x}.device")
+    follow = f"make sure every torch.zeros/arange/full/tensor(...) you call has device={x}.device"
+    text = str(exc)
+    if _META_DATA.search(text):
+        return Note("undecided here: your code needs tensor values (.item(), .tolist(), float(), an if on a "
+                    f"tensor), which the stand-in lacks; {follow}")
+    if _META_KERNEL.search(text):
+        op = re.search(r"aten::\w+|torch\.\w+\(\)", text)
+        what = f" ({op.group(0)})" if op else ""
+        return Note(f"undecided here: your code uses an operation{what} the stand-in cannot run; {follow}")
+    return Note(f"not decided here: your code {_describe(exc)}; fix the failing cases above first")
 
 
 def _device_failure(exc, device, name) -> str:
@@ -419,10 +436,12 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
             classes) and returns what should live on ``device``.
 
     The case fails with a message naming the device and the student's line when the function
-    mixes devices or returns a tensor elsewhere. On the meta stand-in, any other error comes
-    from the missing data (``.item()``, ``.tolist()``, branching on values) and is inconclusive:
-    the case passes with a note, so a correct solution never fails here (a wrong one fails the
-    CPU cases). On a real accelerator any error fails.
+    mixes devices or returns a tensor elsewhere. On the meta stand-in, an error from the missing
+    data (``.item()``, ``.tolist()``, branching on values) or from an operation the stand-in
+    lacks is inconclusive: the case passes with a note saying so, so a correct solution never
+    fails here. Any other error on the stand-in (a shape error, say) is the student's and shows
+    in the CPU cases too: the case passes with a note naming the error and pointing to those
+    cases, so one mistake is not counted twice. On a real accelerator any error fails.
     """
     named: dict[str, str | None] = {"name": None}
     if run is None:
@@ -443,13 +462,13 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
             if not str(exc):                     # the unsolved stub: reported by the caller
                 raise
             if device.type == "meta":
-                return _undecided(named["name"])
+                return _undecided(named["name"], exc)
             return f"with its inputs on {_where(device)} it {_describe(exc)}"
         except Exception as exc:                 # noqa: BLE001 - classified below
             if isinstance(exc, _MetaIntoCpu) or _MISMATCH.search(str(exc)):
                 return _device_failure(exc, device, named["name"])
             if device.type == "meta":            # no data here: any other error is not a device error
-                return _undecided(named["name"])
+                return _undecided(named["name"], exc)
             return f"with its inputs on {_where(device)} it {_describe(exc)}"
         for path, tensor in _tensors_in(out):
             if tensor.device.type != device.type:

@@ -63,7 +63,7 @@ def check_nms(nms: Callable) -> bool:
                     if n == 0 else ""
                 return (f"expected an int64 tensor of indices, got "
                         f"{getattr(got, 'dtype', type(got).__name__)}{empty}")
-            return compare_values(tv_nms(boxes, scores, thr), got, path="kept indices")
+            return _compare_kept(tv_nms(boxes, scores, thr), got)
         return Case(name, test=test)
 
     cases = [
@@ -83,6 +83,19 @@ def check_nms(nms: Callable) -> bool:
                               "(suppress only if IoU > threshold)")
 
     cases.append(Case("IoU exactly at the threshold is kept", test=tie_case))
+
+    def chain_case(fn):
+        # A overlaps B, B overlaps C, A and C barely overlap: B is suppressed by A, so C survives
+        boxes = torch.tensor([[0.0, 0, 10, 10], [4.0, 0, 14, 10], [8.0, 0, 18, 10]])   # IoU(A,B) = IoU(B,C) = 0.43
+        scores = torch.tensor([0.9, 0.8, 0.7])
+        got = fn(boxes, scores, 0.3)
+        msg = _compare_kept(tv_nms(boxes, scores, 0.3), got)
+        if msg and isinstance(got, torch.Tensor) and got.tolist() == [0]:
+            msg += (" (C overlaps only B, which A already removed: compare a box only with the boxes you "
+                    "kept, not with every higher-scoring box)")
+        return msg
+
+    cases.append(Case("chain A-B-C: a suppressed box suppresses nothing", test=chain_case))
     cases.append(device_case(random_boxes(10, g), torch.rand(10, generator=g), 0.5))
     return run_check(
         "nms(boxes, scores, iou_threshold)", nms, cases,
@@ -90,6 +103,18 @@ def check_nms(nms: Callable) -> bool:
         solution="visit boxes by decreasing score; keep a box unless its IoU with an already kept box is "
              "> iou_threshold (strictly greater); return the kept indices (int64, also when empty) in visiting order",
     )
+
+
+def _compare_kept(expected, got) -> str | None:
+    """Compare kept indices; name the case "right boxes, wrong order" instead of reporting index differences."""
+    import torch
+
+    if (isinstance(got, torch.Tensor) and got.dtype == expected.dtype and got.shape == expected.shape
+            and not torch.equal(got.cpu(), expected)
+            and sorted(got.tolist()) == sorted(expected.tolist())):
+        return (f"right boxes, wrong order: got {got.tolist()}, expected {expected.tolist()}; "
+                "return the kept indices by decreasing score")
+    return compare_values(expected, got, path="kept indices")
 
 
 def reference_decode_yolo(output, anchors, stride):
@@ -128,8 +153,19 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
         boxes, obj, cls = fn(out, torch.tensor([[10.0, 20.0]]), 1)
         idx = 6 * S + 3
         expected = torch.tensor([3.4 - 10.0, 6.7 - 10.0, 3.4 + 10.0, 6.7 + 10.0])
-        return compare_values(expected, boxes[0, idx], atol=1e-5, rtol=1e-6,
-                              path="box of cell (row 6, column 3); its centre must be (x, y) = (3.4, 6.7)")
+        msg = compare_values(expected, boxes[0, idx], atol=1e-5, rtol=1e-6,
+                             path="box of cell (row 6, column 3); its centre must be (x, y) = (3.4, 6.7)")
+        if msg and isinstance(boxes, torch.Tensor) and boxes.shape[-1:] == (4,) and boxes[0].shape[0] > idx:
+            b = boxes[0, idx].detach().cpu().double()
+            cx, cy = float((b[0] + b[2]) / 2), float((b[1] + b[3]) / 2)
+            if abs(cx - 3.4) > 1e-4 or abs(cy - 6.7) > 1e-4:
+                swapped = abs(cx - 6.4) < 1e-3 and abs(cy - 3.7) < 1e-3
+                other_cell = abs(cx - 3.5) < 1e-3 and abs(cy - 6.5) < 1e-3     # sigmoid(0) = 0.5: offsets of another cell
+                msg = (f"decoded centre of cell (row 6, column 3): (x, y) = ({cx:.1f}, {cy:.1f}) instead of (3.4, 6.7)"
+                       + ("; rows and columns swapped? x comes from the column j, y from the row i" if swapped else "")
+                       + ("; the offsets were read from another cell: the output is laid out (N, channels, rows, "
+                          "columns)" if other_cell else ""))
+        return msg
 
     def random_case(N, B, C, S, stride):
         def test(fn):
@@ -185,8 +221,8 @@ def check_average_precision(average_precision: Callable) -> bool:
         Case("unsorted scores: sort by score first", (s.flip(0), tp.flip(0), int(tp.sum()) + 2),
              expected=reference, atol=1e-6),
         Case("no true positive -> 0", (s[:4], torch.zeros(4, dtype=torch.long), 3), expected=reference, atol=1e-6),
-        Case("known value: TP, FP, TP with 4 objects", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 0, 1]), 4),
-             expected=0.25 * 1.0 + 0.25 * (2 / 3), atol=1e-6),
+        Case("known value: TP, TP, FP with 4 objects -> 0.5", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 1, 0]), 4),
+             expected=0.25 * 1.0 + 0.25 * 1.0, atol=1e-6),
         device_case(s, tp, int(tp.sum()) + 6),
     ]
     return run_check(

@@ -60,6 +60,16 @@ def check_normalized_adjacency(normalized_adjacency: Callable) -> bool:
     def ref(edge_index, n):
         return reference_normalized_adjacency(edge_index, n)
 
+    def adj_case(name, args, expected):
+        def test(fn):
+            out = fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+            if isinstance(out, torch.Tensor) and out.is_floating_point() and out.dtype != torch.float32:
+                return (f"dtype: expected torch.float32, got {out.dtype}: build A with torch.zeros(N, N, "
+                        "device=edge_index.device) (float32 by default) or convert the result with .float()")
+            want = expected(*args) if callable(expected) else expected
+            return compare_values(want, out, atol=1e-6, rtol=1e-5)
+        return Case(name, test=test)
+
     def symmetric_case(fn):
         ei = _random_graph(12, 0.3, 1)
         out = fn(ei, 12)
@@ -73,16 +83,14 @@ def check_normalized_adjacency(normalized_adjacency: Callable) -> bool:
         return None
 
     cases = [
-        Case("path 0-1-2: hand-computed values (degrees of A + I are 2, 3, 2)",
-             (undirected_edge_index([[0, 1], [1, 2]]), 3), expected=path3),
-        Case("star with hub 0: A_hat[0, 1] = 1/sqrt(4 * 2)", (star, 4), expected=ref),
-        Case("one edge: every entry 1/2", (undirected_edge_index([[0, 1]]), 2),
-             expected=torch.full((2, 2), 0.5)),
-        Case("isolated node 2 (only its self loop: A_hat[2, 2] = 1)", (undirected_edge_index([[0, 1]]), 3),
-             expected=ref),
-        Case("no edges at all: the identity", (torch.zeros(2, 0, dtype=torch.long), 3), expected=torch.eye(3)),
-        Case("random graph, 12 nodes", (_random_graph(12, 0.3, 0), 12), expected=ref),
-        Case("random graph, 40 nodes", (_random_graph(40, 0.1, 2), 40), expected=ref),
+        adj_case("path 0-1-2: hand-computed values (degrees of A + I are 2, 3, 2)",
+                 (undirected_edge_index([[0, 1], [1, 2]]), 3), path3),
+        adj_case("star with hub 0: A_hat[0, 1] = 1/sqrt(4 * 2)", (star, 4), ref),
+        adj_case("one edge: every entry 1/2", (undirected_edge_index([[0, 1]]), 2), torch.full((2, 2), 0.5)),
+        adj_case("isolated node 2 (only its self loop: A_hat[2, 2] = 1)", (undirected_edge_index([[0, 1]]), 3), ref),
+        adj_case("no edges at all: the identity", (torch.zeros(2, 0, dtype=torch.long), 3), torch.eye(3)),
+        adj_case("random graph, 12 nodes", (_random_graph(12, 0.3, 0), 12), ref),
+        adj_case("random graph, 40 nodes", (_random_graph(40, 0.1, 2), 40), ref),
         Case("symmetric, largest eigenvalue 1", test=symmetric_case),
         device_case(_random_graph(12, 0.3, 0), 12),
     ]
@@ -142,6 +150,29 @@ def check_polynomial_filter(polynomial_filter: Callable) -> bool:
             return f"a degree-2 filter of a delta must vanish beyond 2 hops, got {leak:.3g} there"
         return None
 
+    def no_power_case(fn):
+        from torch.overrides import TorchFunctionMode
+
+        square = []
+
+        class Spy(TorchFunctionMode):
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                name = getattr(func, "__name__", "")
+                tensors = [a for a in args if isinstance(a, torch.Tensor)]
+                if "matrix_power" in name or (name in ("matmul", "__matmul__", "__rmatmul__", "mm", "bmm")
+                                              and len(tensors) == 2
+                                              and all(t.shape == (15, 15) for t in tensors)):
+                    square.append(name)
+                return func(*args, **kwargs)
+
+        with Spy():
+            fn(rand, x_of(15, 3), [1.0, -0.5, 0.1, -0.02])
+        if square:
+            return (f"your code forms a power of L ({square[0]} of two (N, N) matrices): that costs O(N^3) per "
+                    "step and a dense matrix; multiply the (N, F) signal by L instead, power = L @ power")
+        return None
+
     cases = [
         Case("coeffs [1]: the identity", (ring, x_of(8), [1.0]), expected=_eig_filter, atol=1e-10),
         Case("coeffs [0, 1]: L x", (ring, x_of(8), [0.0, 1.0]), expected=_eig_filter, atol=1e-10),
@@ -154,6 +185,7 @@ def check_polynomial_filter(polynomial_filter: Callable) -> bool:
         Case("float32 input stays float32", (rand.float(), x_of(15).float(), [1.0, -0.2]),
              expected=_eig_filter, atol=1e-5),
         Case("a degree-2 filter is 2-hop local", test=local_case),
+        Case("no power of L is formed (only products L @ (N, F) signal)", test=no_power_case),
         device_case(rand, x_of(15, 2), [1.0, -0.5, 0.1]),
     ]
     return run_check(

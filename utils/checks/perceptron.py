@@ -47,9 +47,15 @@ def _perceptron_case(name, X, y, epochs, lr) -> Case:
         except (TypeError, ValueError) as exc:
             return f"could not read (w, b, errors_per_epoch): {exc}"
         expected = _as_result(reference_perceptron_fit(X, y, epochs, lr))
-        if len(got[2]) != len(expected[2]):
-            return (f"errors_per_epoch has {len(got[2])} entries, expected {len(expected[2])} "
-                    f"(stop after the first epoch without errors): expected {expected[2]}, got {got[2]}")
+        want, have = expected[2], got[2]
+        first_diff = next((k for k, (e, g) in enumerate(zip(want, have)) if e != g), None)
+        if first_diff is not None:      # the updates themselves differ, whatever the stopping rule
+            n_want = f"{want[first_diff]} update" + ("" if want[first_diff] == 1 else "s")
+            return (f"epoch {first_diff + 1}: expected {n_want}, got {have[first_diff]} "
+                    f"(your updates differ from the rule before any early stop): expected {want}, got {have}")
+        if len(have) != len(want):      # one list is a prefix of the other: only the stop differs
+            return (f"errors_per_epoch has {len(have)} entries, expected {len(want)} "
+                    f"(stop after the first epoch without errors): expected {want}, got {have}")
         for label, e, g in zip(("w", "b", "errors_per_epoch"), expected, got):
             msg = compare_values(e, g, atol=1e-9, rtol=1e-9, path=label)
             if msg:
@@ -64,9 +70,11 @@ def check_perceptron_fit(perceptron_fit: Callable) -> bool:
     """Check ``perceptron_fit(X, y, epochs, lr) -> (w, b, errors_per_epoch)``."""
     rng = np.random.default_rng(3)
     gates = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
-    blobs = np.concatenate([rng.normal(-2, 0.7, (20, 3)), rng.normal(2, 0.7, (20, 3))])
+    # close blobs (centres at -1 and +1, std 1): still separable, but several epochs of updates
+    blobs = np.concatenate([rng.normal(-1, 1.0, (20, 3)), rng.normal(1, 1.0, (20, 3))])
     blob_y = np.repeat([0.0, 1.0], 20)
     order = rng.permutation(40)
+    order = np.roll(order, -int(np.argmax(blob_y[order] == 0)))   # a class-0 row first, met with w = 0, b = 0
     cases = [
         _perceptron_case("AND gate, lr=1 (known values)", gates, np.array([0, 0, 0, 1.0]), 20, 1.0),
         _perceptron_case("OR gate, lr=0.5", gates, np.array([0, 1, 1, 1.0]), 20, 0.5),
@@ -77,7 +85,9 @@ def check_perceptron_fit(perceptron_fit: Callable) -> bool:
     ]
     return run_check(
         "perceptron_fit(X, y, epochs, lr)", perceptron_fit, cases,
-        hint="Rosenblatt's rule: visit the samples in order and change w and b only when a sample is misclassified; stop after an epoch without errors",
+        hint="Rosenblatt's rule: visit the samples in order; predict 1 only when w·x + b > 0 (a score of exactly 0 "
+             "predicts 0); change w and b only when a sample is misclassified, and update b as well as w; "
+             "stop after an epoch without errors",
         solution="start from w = 0, b = 0; visit samples in the given order; predict y_hat = "
              "float(w @ x + b > 0) (strictly greater); update w += lr * (y - y_hat) * x and "
              "b += lr * (y - y_hat); count updates per epoch and stop after an epoch with none",
@@ -153,6 +163,24 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
     big = torch.tensor([[1000.0, 0.0, -1000.0], [-500.0, 800.0, 790.0]])
     big_y = torch.tensor([1, 2])
 
+    def diagnosed(z, t, atol):
+        """Compare with F.cross_entropy; name a summed loss or a flipped sign."""
+        def test(fn):
+            want = F.cross_entropy(z, t)
+            got = fn(z.clone(), t.clone())
+            msg = compare_values(want, got, atol=atol, rtol=1e-5)
+            if msg is None:
+                return None
+            n = len(t)
+            others = [(-want, "the sign is flipped: the loss is -log p(true class), which is >= 0")]
+            if n > 1:
+                others.insert(0, (want * n, f"N = {n} times the mean: average over the batch, do not sum"))
+            for other, why in others:
+                if compare_values(other, got, atol=atol * n, rtol=1e-5) is None:
+                    return f"{msg} (that is {why})"
+            return msg
+        return test
+
     def grad_case(fn):
         x = logits.clone().double().requires_grad_(True)
         out = fn(x, y)
@@ -166,9 +194,8 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
         return compare_values(ref.grad, x.grad, atol=1e-10, rtol=1e-7, path="d loss / d logits")
 
     cases = [
-        Case("16 x 10 random logits", (logits, y), expected=F.cross_entropy, atol=1e-6),
-        Case("uniform logits give log(C) = log(4)", (torch.zeros(3, 4), torch.tensor([0, 1, 3])),
-             expected=F.cross_entropy),
+        Case("16 x 10 random logits", test=diagnosed(logits, y, 1e-6)),
+        Case("uniform logits give log(C) = log(4)", test=diagnosed(torch.zeros(3, 4), torch.tensor([0, 1, 3]), 1e-6)),
         Case("one sample", (logits[:1], y[:1]), expected=F.cross_entropy, atol=1e-6),
         Case("huge logits (+-1000): numerically stable, finite", (big, big_y),
              expected=F.cross_entropy, atol=1e-4),
@@ -213,8 +240,13 @@ def check_softmax_cross_entropy_grad(softmax_cross_entropy_grad: Callable) -> bo
     def rows_sum_to_zero(fn):
         logits = torch.randn(7, 4, generator=torch.Generator().manual_seed(9), dtype=torch.float64)
         got = fn(logits, torch.tensor([0, 1, 2, 3, 0, 1, 2]))
-        sums = got.sum(1) if isinstance(got, torch.Tensor) else None
-        if sums is None or sums.abs().max() > 1e-12:
+        if not isinstance(got, torch.Tensor) or got.ndim != 2:
+            return "expected an (N, C) tensor"
+        if not got.is_floating_point():
+            return f"expected a floating-point gradient, got dtype {got.dtype}"
+        # tolerance from the returned dtype: a float32 result is judged (and its dtype reported) elsewhere
+        tol = max(1e-12, 16 * torch.finfo(got.dtype).eps)
+        if got.sum(1).abs().max() > tol:
             return "each row of the gradient should sum to 0 (softmax sums to 1, the one-hot too)"
         return None
 

@@ -10,6 +10,11 @@ a fixed NumPy generator for epsilon-greedy (statistics with tolerances, never on
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import sys
+import threading
+import time
 from collections.abc import Callable
 
 import numpy as np
@@ -87,6 +92,59 @@ def reference_arrays(env):
     return P, R
 
 
+#: seconds one value-iteration case may run before the check reports "did not stop"
+TIME_LIMIT_S = 10.0
+
+
+class _TooSlow(Exception):
+    """Raised inside the student's code when a case runs past its time limit."""
+
+
+@contextlib.contextmanager
+def _time_limit(seconds: float):
+    """Interrupt the block with ``_TooSlow`` after ``seconds`` of wall-clock time.
+
+    On POSIX in the main thread a ``SIGALRM`` timer does it (the handler runs between
+    bytecodes, so a long NumPy call finishes first). Elsewhere (Windows, a worker thread, a
+    real-time timer already running, e.g. pytest-timeout's) a
+    ``sys.settrace`` hook checks the clock on every line of Python code, unless another tracer
+    (a debugger, coverage) is active: then the block runs without a limit.
+    """
+    def expire(*_):
+        raise _TooSlow(f"did not stop within {seconds:g} s")
+
+    if (hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+            and signal.getitimer(signal.ITIMER_REAL)[0] == 0):        # never cancel someone else's timer
+        try:
+            previous = signal.signal(signal.SIGALRM, expire)
+        except (ValueError, OSError):  # pragma: no cover - signals unavailable here
+            previous = None
+        if previous is not None:
+            signal.setitimer(signal.ITIMER_REAL, seconds)
+            try:
+                yield
+            finally:
+                signal.setitimer(signal.ITIMER_REAL, 0)
+                signal.signal(signal.SIGALRM, previous)
+            return
+    if sys.gettrace() is not None:
+        yield
+        return
+    deadline = time.monotonic() + seconds
+
+    def tracer(frame, event, arg):
+        if time.monotonic() > deadline:
+            sys.settrace(None)
+            expire()
+        return tracer
+
+    sys.settrace(tracer)
+    try:
+        yield
+    finally:
+        sys.settrace(None)
+
+
 def _random_mdp(S: int, A: int, seed: int):
     rng = np.random.default_rng(seed)
     P = rng.random((S, A, S)) ** 3                       # uneven, dense transition rows
@@ -123,7 +181,12 @@ def check_value_iteration(value_iteration: Callable) -> bool:
 
     def case(P, R, gamma, tol, atol, V_known=None):
         def test(fn):
-            out = fn(P.copy(), R.copy(), gamma, tol)
+            try:
+                with np.errstate(all="ignore"), _time_limit(TIME_LIMIT_S):
+                    out = fn(P.copy(), R.copy(), gamma, tol)
+            except _TooSlow as exc:
+                return (f"{exc}: V diverges or oscillates, so max|V_new - V| never falls below tol; does P @ V "
+                        "sum over s', the last axis of P? (a safety cap such as 100,000 sweeps is good practice)")
             if (msg := _as_v_pi(out, P.shape[0])):
                 return msg
             V, pi = np.asarray(out[0], dtype=np.float64), np.asarray(out[1])
@@ -165,6 +228,20 @@ def check_value_iteration(value_iteration: Callable) -> bool:
     )
 
 
+def _p_hint(P_want, P) -> str:
+    """Where the first wrong row of P is: a terminal state (not absorbing) or an ordinary one."""
+    S = P_want.shape[0]
+    wrong = np.flatnonzero((np.abs(P - P_want) > 1e-6).any(axis=(1, 2)))
+    terminal = (P_want[np.arange(S), :, np.arange(S)] == 1).all(axis=1)   # absorbing under every action
+    if terminal[wrong].any():
+        s = int(wrong[terminal[wrong]][0])
+        return (f" (state {s} is terminal: make terminal states absorbing, P[s, :, :] = 0 and P[s, :, s] = 1, "
+                "with reward 0)")
+    s = int(wrong[0])
+    a = int(np.flatnonzero((np.abs(P[s] - P_want[s]) > 1e-6).any(axis=1))[0])
+    return f" (first wrong row: state {s}, action {a}; compare with env.unwrapped.P[{s}][{a}])"
+
+
 @tiered
 def check_toy_text_to_arrays(toy_text_to_arrays: Callable) -> bool:
     """Check ``toy_text_to_arrays(env)`` -> (P (S, A, S), R (S, A)) against gymnasium's tables."""
@@ -181,14 +258,15 @@ def check_toy_text_to_arrays(toy_text_to_arrays: Callable) -> bool:
             P, R = (np.asarray(v) for v in out)
             if P.shape != (S, A, S) or R.shape != (S, A):
                 return f"shapes: expected P {(S, A, S)} and R {(S, A)}, got {P.shape} and {R.shape}"
-            sums = P.sum(axis=2)
-            if not np.allclose(sums, 1.0, atol=1e-9):
+            sums = P.astype(np.float64).sum(axis=2)
+            if not np.allclose(sums, 1.0, atol=1e-6):
                 s, a = np.unravel_index(np.argmax(np.abs(sums - 1)), sums.shape)
                 return (f"P[{s}, {a}] sums to {sums[s, a]:.4g}, not 1 (several transitions can lead to the same "
                         f"state: add their probabilities, P[s, a, s'] += p)")
-            if (msg := compare_values(P_want, P.astype(np.float64), atol=1e-9, rtol=0, path="P")):
-                return msg + " (terminal states: make them absorbing, P[s, :, s] = 1, with reward 0)"
-            if (msg := compare_values(R_want, R.astype(np.float64), atol=1e-9, rtol=0, path="R")):
+            # atol 1e-6: float32 arrays (the brief names no dtype) are accepted too
+            if (msg := compare_values(P_want, P.astype(np.float64), atol=1e-6, rtol=0, path="P")):
+                return msg + _p_hint(P_want, P.astype(np.float64))
+            if (msg := compare_values(R_want, R.astype(np.float64), atol=1e-6, rtol=0, path="R")):
                 return msg + " (R[s, a] is the expected reward: sum of p * r over the transitions)"
             if start is not None:
                 V = reference_value_iteration(P.astype(np.float64), R.astype(np.float64), 1.0, tol=1e-9)[0]

@@ -8,12 +8,13 @@ matrix or a swapped gate block cannot pass by accident.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
-__all__ = ["check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward", "reference_rnn_forward",
-           "reference_lstm_cell"]
+__all__ = ["LibraryShortcutError", "check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward",
+           "reference_lstm_cell", "reference_rnn_forward"]
 
 
 def reference_rnn_forward(x, h0, W_xh, W_hh, b):
@@ -44,6 +45,31 @@ def reference_lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
         return cell(x, (h, c))
 
 
+class LibraryShortcutError(RuntimeError):
+    """Raised while a check runs when the student's code calls the library function it is meant to write."""
+
+
+@contextlib.contextmanager
+def _library_blocked(module, names: tuple[str, ...], task: str) -> Iterator[None]:
+    """While the check runs, make ``module.<name>`` raise: the exercise is to write ``task`` from the
+    equations, so the library's own version must not pass. Restored afterwards, whatever happens."""
+    saved = {name: getattr(module, name) for name in names if hasattr(module, name)}
+
+    def blocked(name):
+        def call(*args, **kwargs):
+            raise LibraryShortcutError(f"{module.__name__}.{name} is the library's answer: write {task} yourself, "
+                                       "from the equations above")
+        return call
+
+    try:
+        for name in saved:
+            setattr(module, name, blocked(name))
+        yield
+    finally:
+        for name, fn in saved.items():
+            setattr(module, name, fn)
+
+
 def _randn(gen, *shape, scale=1.0):
     import torch
 
@@ -72,9 +98,19 @@ def check_rnn_forward(rnn_forward: Callable) -> bool:
             return f"expected shape (T, N, H) = (6, 2, 4), got {tuple(out.shape)}{hint}"
         return None
 
+    def transposed_case(fn):
+        """Compare with the reference; on a mismatch, say so when W_hh was used without its transpose."""
+        x, h0, W_xh, W_hh, b = inputs(5, 3, 4, 6)
+        got = fn(x, h0, W_xh, W_hh, b)
+        msg = compare_values(reference_rnn_forward(x, h0, W_xh, W_hh, b), got, atol=1e-10)
+        if msg and compare_values(reference_rnn_forward(x, h0, W_xh, W_hh.T, b), got, atol=1e-10) is None:
+            return msg + (" (W_hh is used untransposed: PyTorch stores it as (H_out, H_in), so the step is "
+                          "h @ W_hh.T, like x_t @ W_xh.T)")
+        return msg
+
     cases = [
         Case("returns all T hidden states, shape (T, N, H)", test=shape_case),
-        Case("T = 5, N = 3, D = 4, H = 6", inputs(5, 3, 4, 6), expected=reference_rnn_forward, atol=1e-10),
+        Case("T = 5, N = 3, D = 4, H = 6", test=transposed_case),
         Case("D != H (non-square W_xh), h0 = 0", inputs(4, 2, 7, 3, h0_zero=True), expected=reference_rnn_forward,
              atol=1e-10),
         Case("T = 1, N = 1", inputs(1, 1, 2, 5), expected=reference_rnn_forward, atol=1e-10),
@@ -82,12 +118,13 @@ def check_rnn_forward(rnn_forward: Callable) -> bool:
              atol=1e-10),
         device_case(*inputs(5, 3, 4, 6)),
     ]
-    return run_check(
-        "rnn_forward(x, h0, W_xh, W_hh, b)", rnn_forward, cases,
-        hint='the same cell at every step: the new state depends on the input and the previous state through a tanh; return every state',
-        solution="loop over t: h = torch.tanh(x[t] @ W_xh.T + h @ W_hh.T + b); collect every h and "
-             "torch.stack them (T, N, H); h0 itself is not returned",
-    )
+    with _library_blocked(torch, ("rnn_tanh",), "the recurrence"):
+        return run_check(
+            "rnn_forward(x, h0, W_xh, W_hh, b)", rnn_forward, cases,
+            hint='the same cell at every step: the new state depends on the input and the previous state through a tanh; return every state',
+            solution="loop over t: h = torch.tanh(x[t] @ W_xh.T + h @ W_hh.T + b); collect every h and "
+                 "torch.stack them (T, N, H); h0 itself is not returned",
+        )
 
 
 @tiered
@@ -146,12 +183,13 @@ def check_lstm_cell(lstm_cell: Callable) -> bool:
              atol=1e-10),
         device_case(*inputs(3, 4, 5)),
     ]
-    return run_check(
-        "lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)", lstm_cell, cases,
-        hint="four gates from one matrix product, in PyTorch's order; the cell state is gated memory plus gated new content, the hidden state a gated view of it",
-        solution="z = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh; i, f, g, o = z.chunk(4, dim=1); "
-             "i, f, o through sigmoid, g through tanh; c' = f * c + i * g; h' = o * tanh(c'); return (h', c')",
-    )
+    with _library_blocked(torch, ("lstm_cell",), "the cell"):
+        return run_check(
+            "lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh)", lstm_cell, cases,
+            hint="four gates from one matrix product, in PyTorch's order; the cell state is gated memory plus gated new content, the hidden state a gated view of it",
+            solution="z = x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh; i, f, g, o = z.chunk(4, dim=1); "
+                 "i, f, o through sigmoid, g through tanh; c' = f * c + i * g; h' = o * tanh(c'); return (h', c')",
+        )
 
 
 @tiered
@@ -171,10 +209,12 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
             params.append(torch.nn.Parameter(torch.ones(2, dtype=torch.float64)))   # grad stays None
         return params
 
+    reference_clip = torch.nn.utils.clip_grad_norm_         # kept before the check blocks the library's
+
     def case(seed, scale, max_norm, with_none=False, as_generator=False):
         def test(fn):
             mine, ref = make_params(seed, scale, with_none), make_params(seed, scale, with_none)
-            want_total = torch.nn.utils.clip_grad_norm_(ref, max_norm)
+            want_total = reference_clip(ref, max_norm)
             total = fn((p for p in mine) if as_generator else mine, max_norm)
             if total is None:
                 return "return the total gradient norm (measured before clipping)"
@@ -189,9 +229,22 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
                 msg = compare_values(q.grad, p.grad, atol=1e-8, rtol=1e-5,   # with or without the 1e-6 epsilon
                                      path=f"parameters[{k}].grad")
                 if msg:
-                    return msg + " (clip in place, one common factor for all parameters)"
+                    return msg + _scaling_hint(fn, seed, scale, max_norm, mine, as_generator)
             return None
         return test
+
+    def _scaling_hint(fn, seed, scale, max_norm, mine, as_generator):
+        """Why the grads are off: a generator consumed by the norm, or the scaling itself."""
+        unscaled = make_params(seed, scale)
+        untouched = all(p.grad is None or torch.equal(p.grad, q.grad) for p, q in zip(mine, unscaled))
+        if as_generator and untouched:
+            again, ref = make_params(seed, scale), make_params(seed, scale)
+            fn(again, max_norm)                                  # the same code on a list
+            reference_clip(ref, max_norm)
+            if all(compare_values(q.grad, p.grad, atol=1e-8, rtol=1e-5) is None for p, q in zip(again, ref)):
+                return (" (a generator can be iterated only once: computing the norm used it up, so nothing was "
+                        "scaled; make a list first, params = list(parameters))")
+        return " (clip in place, one common factor for all parameters)"
 
     def on_device(fn, device):
         params = [torch.nn.Parameter(p.detach()) for p in to_device(make_params(5, 3.0), device)]
@@ -208,10 +261,12 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
         Case("huge gradients, max_norm = 5", test=case(4, 1e6, 5.0)),
         device_case(run=on_device),
     ]
-    return run_check(
-        "clip_grad_norm(parameters, max_norm)", clip_grad_norm, cases,
-        hint='measure ONE norm over all gradients together, and if it is too large scale every gradient by the same factor, in place',
-        solution="params = [p for p in parameters if p.grad is not None] (turn a generator into a list first); "
-             "total = sqrt(sum of p.grad.pow(2).sum()); factor = min(1, max_norm / (total + 1e-6)); "
-             "p.grad.mul_(factor) for every p; return total",
-    )
+    with _library_blocked(torch.nn.utils, ("clip_grad_norm_", "clip_grad_norm", "clip_grads_with_norm_"),
+                          "the clipping"):
+        return run_check(
+            "clip_grad_norm(parameters, max_norm)", clip_grad_norm, cases,
+            hint='measure ONE norm over all gradients together, and if it is too large scale every gradient by the same factor, in place',
+            solution="params = [p for p in parameters if p.grad is not None] (turn a generator into a list first); "
+                 "total = sqrt(sum of p.grad.pow(2).sum()); factor = (max_norm / (total + 1e-6)).clamp(max=1.0); "
+                 "p.grad.mul_(factor) for every p; return total",
+        )

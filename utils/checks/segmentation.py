@@ -24,6 +24,22 @@ def reference_conv_matrix(kernel, input_size, stride=1, padding=0):
     return torch.autograd.functional.jacobian(conv, kernel.new_zeros(H * W))
 
 
+def _is_column_major(ref, M, size, stride, padding, kernel_shape) -> bool:
+    """True when ``M`` equals the reference with rows or columns flattened column-major (w * H + h)."""
+    import torch
+
+    if not torch.is_tensor(M) or tuple(M.shape) != tuple(ref.shape):
+        return False
+    H, W = size
+    H_out = (H + 2 * padding - kernel_shape[0]) // stride + 1
+    W_out = (W + 2 * padding - kernel_shape[1]) // stride + 1
+    cols = torch.arange(H * W).reshape(H, W).T.reshape(-1)              # column-major order of the inputs
+    rows = torch.arange(H_out * W_out).reshape(H_out, W_out).T.reshape(-1)
+    got = M.detach().cpu().to(ref.dtype)
+    return any(torch.allclose(got, ref[r][:, c]) for r, c in ((rows, cols), (torch.arange(len(rows)), cols),
+                                                              (rows, torch.arange(len(cols)))))
+
+
 @tiered
 def check_conv_matrix(conv_matrix: Callable) -> bool:
     """Check ``conv_matrix(kernel, input_size, stride, padding)`` against conv2d and conv_transpose2d."""
@@ -37,8 +53,11 @@ def check_conv_matrix(conv_matrix: Callable) -> bool:
 
         def test(fn):
             M = fn(kernel.clone(), size, s, p)
-            msg = compare_values(reference_conv_matrix(kernel, size, s, p), M, atol=1e-12, rtol=0, path="matrix")
+            ref = reference_conv_matrix(kernel, size, s, p)
+            msg = compare_values(ref, M, atol=1e-12, rtol=0, path="matrix")
             if msg:
+                if _is_column_major(ref, M, size, s, p, kernel.shape):
+                    msg += "; check the flattening order: input pixel (h, w) is column h * W + w (row-major)"
                 return msg
             x = torch.randn(1, 1, *size, generator=g, dtype=torch.float64)
             y = F.conv2d(x, kernel[None, None], stride=s, padding=p)
@@ -91,8 +110,25 @@ def check_iou_per_class(iou_per_class: Callable) -> bool:
     only_pred = torch.zeros(3, 3, dtype=torch.int64)
     only_pred_p = only_pred.clone()
     only_pred_p[0, 0] = 1
+    def batch_case(pred, target, num_classes):
+        def test(fn):
+            got = fn(pred.clone(), target.clone(), num_classes)
+            if torch.is_tensor(got) and got.is_floating_point() and got.dtype != torch.float32:
+                return f"output dtype: expected torch.float32, got {got.dtype} (return float32, e.g. .float())"
+            msg = compare_values(reference(pred, target, num_classes), got, atol=1e-6)
+            if msg and torch.is_tensor(got) and tuple(got.shape) == (num_classes,):
+                per_image = torch.stack([reference(a, b, num_classes) for a, b in zip(pred, target)]).nanmean(0)
+                if torch.allclose(got.detach().cpu().float(), per_image, atol=1e-5, equal_nan=True):
+                    msg += ("; that is the mean of per-image IoUs: count the pixels over the whole tensor "
+                            "(all images together), as jaccard_score does on the flattened maps")
+                else:
+                    msg += "; count the pixels over the whole tensor (all images together), not per image"
+            return msg
+
+        return test
+
     cases = [
-        Case("random maps, 4 classes (vs jaccard_score)", (p, t, 4), expected=reference, atol=1e-6),
+        Case("random maps (2 images), 4 classes (vs jaccard_score)", test=batch_case(p, t, 4)),
         Case("perfect prediction -> all ones", (t, t.clone(), 4), expected=reference, atol=1e-6),
         Case("class 3 absent from both -> NaN", (absent_p, absent_t, 4), expected=reference, atol=1e-6),
         Case("a class only in the prediction -> IoU 0", (only_pred_p, only_pred, 2), expected=reference, atol=1e-6),
@@ -168,12 +204,27 @@ def check_unet(UNet: Callable) -> bool:
         missing = [n for n, p in model.named_parameters() if p.grad is None]
         return f"parameters that get no gradient (unused layers?): {missing[:3]}" if missing else None
 
+    def logits_case(cls):
+        torch.manual_seed(0)
+        model = cls(1, 3, 4).eval()
+        with torch.no_grad():
+            out = model(torch.randn(2, 1, 16, 16))
+        if not torch.is_tensor(out) or out.dim() != 4 or out.shape[1] != 3:
+            return None                                           # the shape cases report this
+        in_unit = bool(((out >= 0) & (out <= 1)).all())
+        sums_to_one = bool(torch.allclose(out.sum(1), torch.ones_like(out.sum(1)), atol=1e-4))
+        if in_unit or sums_to_one:
+            return ("the outputs look like probabilities (all in [0, 1]" + (", summing to 1 over the classes"
+                    if sums_to_one else "") + "): return raw logits (F.cross_entropy applies log-softmax itself)")
+        return None
+
     cases = [
         Case("1 -> 4 classes, base 8, 32x32 input keeps its size", test=shape_case(1, 4, 8, (32, 32))),
         Case("3 -> 2 classes, base 4, 16x24 input", test=shape_case(3, 2, 4, (16, 24))),
         Case("layout: channels c, 2c, 4c, concatenated skips (parameter count)", test=layout_case),
         Case("skips=False: same parameters, different output", test=skips_case),
         Case("every parameter receives a gradient", test=grad_case),
+        Case("outputs are logits (unnormalised scores), not probabilities", test=logits_case),
         device_case(run=lambda cls, device: [cls(1, 3, 4, skips=skips).to(device)(torch.randn(2, 1, 16, 16, device=device))
                                              for skips in (True, False)]),
     ]

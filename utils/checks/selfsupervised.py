@@ -71,12 +71,28 @@ def check_free_energy(free_energy: Callable) -> bool:
     """Check ``free_energy(E_grid, beta)`` (last axis of ``E_grid`` = the K values of z)."""
     import torch
 
+    def diagnose(msg, E, beta, got):
+        """Name the cause when ``got`` is the free energy with log K rounded to float32."""
+        if msg is None or not isinstance(got, torch.Tensor) or E.dtype != torch.float64:
+            return msg
+        log_k32 = torch.log(torch.tensor(float(E.shape[-1]), dtype=torch.float32)).to(E.dtype)
+        if compare_values(-(torch.logsumexp(-beta * E, dim=-1) - log_k32) / beta, got, atol=1e-12, rtol=1e-6) is None:
+            return f"{msg} (log K computed in float32? K is a Python int: use math.log(K) or dtype=E_grid.dtype)"
+        return msg
+
+    def exact_case(name, E, beta, expected, atol, rtol=0.0):
+        def test(fn):
+            got = fn(E.clone(), beta)
+            want = expected(E, beta) if callable(expected) else expected
+            return diagnose(compare_values(want, got, atol=atol, rtol=rtol), E, beta, got)
+        return Case(name, test=test)
+
     def limit_case(beta, reduce, what):
         def test(fn):
             E = _randn(3, 4, 30)
             got = fn(E.clone(), beta)
             msg = compare_values(reduce(E), got, atol=2e-3, rtol=0, path=f"F at beta = {beta:g}")
-            return None if msg is None else f"{msg} (should be close to {what})"
+            return diagnose(None if msg is None else f"{msg} (should be close to {what})", E, beta, got)
         return test
 
     def stable_case(sign):
@@ -86,19 +102,19 @@ def check_free_energy(free_energy: Callable) -> bool:
             if isinstance(got, torch.Tensor) and not torch.isfinite(got).all():
                 return ("got inf or NaN: exp(-beta E) under- or overflows; use torch.logsumexp, which subtracts "
                         "the largest term before exponentiating")
-            return compare_values(reference_free_energy(E, 10.0), got, atol=1e-8, rtol=1e-10)
+            return diagnose(compare_values(reference_free_energy(E, 10.0), got, atol=1e-8, rtol=1e-10), E, 10.0, got)
         return test
 
     E01 = torch.tensor([0.0, 1.0], dtype=torch.float64)
     cases = [
-        Case("E = [0, 0] (a flat energy): F = 0 for any beta", args=(torch.zeros(2, dtype=torch.float64), 3.0),
-             expected=torch.tensor(0.0, dtype=torch.float64), atol=1e-12),
-        Case("E = [0, 1], beta = 1: F = log 2 - log(1 + e^-1) = 0.3799", args=(E01, 1.0),
-             expected=torch.tensor(math.log(2) - math.log(1 + math.exp(-1)), dtype=torch.float64), atol=1e-10),
-        Case("grid (3, 4, 50), beta = 2: reduce over the LAST axis", args=(_randn(0, 3, 4, 50), 2.0),
-             expected=reference_free_energy, atol=1e-10, rtol=1e-10),
-        Case("grid (5, 7), beta = 0.3", args=(_randn(1, 5, 7, scale=3.0), 0.3),
-             expected=reference_free_energy, atol=1e-10, rtol=1e-10),
+        exact_case("E = [0, 0] (a flat energy): F = 0 for any beta", torch.zeros(2, dtype=torch.float64), 3.0,
+                   torch.tensor(0.0, dtype=torch.float64), atol=1e-12),
+        exact_case("E = [0, 1], beta = 1: F = log 2 - log(1 + e^-1) = 0.3799", E01, 1.0,
+                   torch.tensor(math.log(2) - math.log(1 + math.exp(-1)), dtype=torch.float64), atol=1e-10),
+        exact_case("grid (3, 4, 50), beta = 2: reduce over the LAST axis", _randn(0, 3, 4, 50), 2.0,
+                   reference_free_energy, atol=1e-10, rtol=1e-10),
+        exact_case("grid (5, 7), beta = 0.3", _randn(1, 5, 7, scale=3.0), 0.3, reference_free_energy,
+                   atol=1e-10, rtol=1e-10),
         Case("beta = 1e4 -> close to min_z E", test=limit_case(1e4, lambda E: E.min(-1).values, "the minimum")),
         Case("beta = 1e-6 -> close to the mean over z", test=limit_case(1e-6, lambda E: E.mean(-1), "the mean")),
         Case("large energies (~450), beta = 10: finite", test=stable_case(1.0)),
@@ -199,6 +215,7 @@ def check_ista(ista: Callable) -> bool:
 def check_info_nce(info_nce: Callable) -> bool:
     """Check ``info_nce(z1, z2, temperature)`` against ``F.cross_entropy`` on normalised similarities."""
     import torch
+    import torch.nn.functional as F
 
     def diagnosed(seed, N, d, temperature, scale1=1.0, scale2=1.0):
         def test(fn):
@@ -213,7 +230,12 @@ def check_info_nce(info_nce: Callable) -> bool:
                                (reference_info_nce(z1, z2, temperature) * N, "a sum over the batch, not the mean"),
                                (reference_info_nce(z1, z2, 1.0), "no temperature"),
                                (torch.nn.functional.cross_entropy(z1 @ z2.T / temperature, torch.arange(N)),
-                                "no L2 normalisation")):
+                                "no L2 normalisation"),
+                               ((reference_info_nce(z1, z2, temperature) + reference_info_nce(z2, z1, temperature)) / 2,
+                                "the average of both directions, as in SimCLR; info_nce is one direction, z1 to z2"),
+                               (torch.nn.functional.cross_entropy(
+                                   F.normalize(z1, dim=0) @ F.normalize(z2, dim=0).T / temperature, torch.arange(N)),
+                                "normalised over the batch axis; normalise each row (each embedding), dim=1")):
                 if compare_values(other, got, atol=1e-9, rtol=1e-7) is None:
                     return f"{msg} (that is {why})"
             return msg

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import Case, compare_values, device_case, run_check, tiered, to_device
+from .core import (
+    Case,
+    Note,
+    _advice,
+    _describe,
+    compare_values,
+    device_case,
+    run_check,
+    tiered,
+    to_device,
+)
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout",
            "check_batchnorm_backward", "reference_batchnorm_backward"]
@@ -44,6 +54,22 @@ def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps
         return None
 
     return Case(name, test=test)
+
+
+def _named_device_case(run: Callable, name: str) -> Case:
+    """:func:`device_case` with ``run=``, whose advice names the student's parameter ``name`` (``p``)
+    instead of a generic ``x``."""
+    case = device_case(run=run)
+    inner = case.test
+
+    def test(fn):
+        msg = inner(fn)
+        if not msg:
+            return msg
+        fixed = msg.replace(_advice(None), _advice(name)).replace("<input>", name)
+        return Note(fixed) if isinstance(msg, Note) else fixed
+
+    return Case(case.name, test=test)
 
 
 class _SGDRunner:
@@ -100,7 +126,7 @@ def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
             buf = fn(p, to_device(grad, device), buf, 0.1, 0.9, nesterov=True)
         return p, buf
 
-    cases.append(device_case(run=on_device))
+    cases.append(_named_device_case(on_device, "p"))
     return run_check(
         "sgd_momentum_step(p, grad, buf, lr, momentum, nesterov)", sgd_momentum_step, cases,
         hint="the momentum buffer accumulates past gradients (PyTorch's convention, no dampening); the step follows the buffer, or looks ahead with Nesterov; update p in place",
@@ -135,7 +161,7 @@ def check_adam_step(adam_step: Callable) -> bool:
             fn(p, to_device(grad, device), state, 1e-2)
         return p, state
 
-    cases.append(device_case(run=on_device))
+    cases.append(_named_device_case(on_device, "p"))
     return run_check(
         "adam_step(p, grad, state, lr, betas, eps)", adam_step, cases,
         hint='moving averages of the gradient and of its square, each corrected for its bias towards zero at early steps, then a step scaled per coordinate',
@@ -201,7 +227,11 @@ def check_dropout(dropout: Callable) -> bool:
         def test(fn):
             torch.manual_seed(0)
             x = torch.rand(200_000, dtype=torch.float64) + 0.5
-            y = fn(x.clone(), p, True)
+            x_in = x.clone()
+            y = fn(x_in, p, True)
+            if not torch.equal(x_in, x):
+                return ("dropout changed its input in place: return a new tensor (x * mask / (1 - p)); an in-place "
+                        "change breaks autograd when x is a ReLU output")
             if not isinstance(y, torch.Tensor) or y.shape != x.shape:
                 return f"expected a tensor of shape {tuple(x.shape)}, got {getattr(y, 'shape', type(y).__name__)}"
             dropped = (y == 0).double().mean().item()
@@ -257,11 +287,12 @@ def reference_batchnorm_backward(dy, x, gamma, eps):
     import torch
     import torch.nn.functional as F
 
-    x_ = x.detach().clone().requires_grad_(True)
-    g_ = gamma.detach().clone().requires_grad_(True)
-    b_ = torch.zeros_like(g_, requires_grad=True)
-    y = F.batch_norm(x_, None, None, g_, b_, training=True, eps=eps)
-    return torch.autograd.grad(y, (x_, g_, b_), dy)
+    with torch.enable_grad():                                   # also inside a backward pass, where grad mode is off
+        x_ = x.detach().clone().requires_grad_(True)
+        g_ = gamma.detach().clone().requires_grad_(True)
+        b_ = torch.zeros_like(g_, requires_grad=True)
+        y = F.batch_norm(x_, None, None, g_, b_, training=True, eps=eps)
+        return torch.autograd.grad(y, (x_, g_, b_), dy)
 
 
 @tiered
@@ -279,7 +310,14 @@ def check_batchnorm_backward(batchnorm_backward: Callable) -> bool:
     def diagnosed(shape, seed):
         def test(fn):
             dy, x, gamma, eps = inputs(shape, seed)
-            got = fn(dy.clone(), x.clone(), gamma.clone(), eps)
+            try:
+                with torch.no_grad():                           # as inside autograd.Function.backward
+                    got = fn(dy.clone(), x.clone(), gamma.clone(), eps)
+            except RuntimeError as exc:
+                if "grad" not in str(exc):
+                    raise
+                return ("computed with autograd? Write the three terms by hand; autograd is off inside a backward "
+                        f"pass ({_describe(exc)})")
             if not isinstance(got, tuple | list) or len(got) != 3:
                 return "expected a tuple (dx, dgamma, dbeta)"
             want = reference_batchnorm_backward(dy, x, gamma, eps)
