@@ -115,3 +115,19 @@ def test_lab_table_shows_the_worst_seed_against_the_threshold():
         assert f"| {key}: {cell} |" in rows[stem[:2]], f"{stem}: README should show | {key}: {cell} |"
         worst = float(cell.split()[0])
         assert eval(f"{worst} {op} {threshold}"), f"{stem}: the worst seed misses the threshold"
+
+
+def test_title_cell_runtimes_match_the_readme_table():
+    """A lab's title cell says "runs in about N s"; N is the README's measured seconds for it."""
+    import json
+
+    rows = {m.group(1): int(m.group(2)) for m in re.finditer(
+        r"^\| (\d\d) \| .*? \| .*? \| (\d+) \|", (ROOT / "README.md").read_text(), re.M)}
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        title = "".join(json.loads(path.read_text())["cells"][0]["source"])
+        m = re.search(r"runs in about (\d+) s", title)
+        if m is None:
+            assert "runs in" not in title, f"{path.name}: say 'runs in about N s' with the README's N"
+            continue
+        assert int(m.group(1)) == rows[path.name[:2]], (
+            f"{path.name}: title says {m.group(1)} s, README table {rows[path.name[:2]]} s")
