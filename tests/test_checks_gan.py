@@ -133,3 +133,36 @@ def test_gan_step_check(capsys):
     assert not ok(gan_step_generator_first)[0]
     assert "detach the fakes" in ok(_gan_mistake("no detach"))[1]                 # the graph-freed error
     assert "detach the fakes" in ok(_gan_mistake("no detach, graph retained"))[1]  # gradients into G twice
+
+
+def test_gan_step_check_names_tensor_returns_and_stale_logits(capsys):
+    """Loss tensors instead of floats, and the generator's logits reused from before D's update."""
+    def returns_tensors(G, D, opt_g, opt_d, real, z, saturating=False):
+        fake = G(z)
+        loss_d = checks.reference_discriminator_loss(D(real), D(fake.detach()))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = checks.reference_generator_loss(D(fake), saturating)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return loss_d.detach(), loss_g.detach()
+
+    def stale_logits(G, D, opt_g, opt_d, real, z, saturating=False):
+        fake = G(z)
+        fake_logits = D(fake)                                  # computed once, before D's update
+        loss_d = checks.reference_discriminator_loss(D(real), D(fake.detach()))
+        opt_d.zero_grad()
+        loss_d.backward()
+        opt_d.step()
+        loss_g = checks.reference_generator_loss(fake_logits, saturating)
+        opt_g.zero_grad()
+        loss_g.backward()
+        opt_g.step()
+        return loss_d.item(), loss_g.item()
+
+    assert not checks.check_gan_step(returns_tensors)
+    assert "return Python floats" in capsys.readouterr().out
+    assert not checks.check_gan_step(stale_logits)
+    assert "UPDATED discriminator" in capsys.readouterr().out

@@ -21,17 +21,19 @@ def _verdict(check, fn, capsys) -> bool:
     return verdict
 
 
-def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_project=False, bias=False):
+def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_project=False, bias=False,
+               channels_only_projection=False, stride_on_conv2=False):
     class Block(nn.Module):
         def __init__(self, cin, cout, stride=1):
             super().__init__()
-            self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=bias)
+            s1, s2 = (1, stride) if stride_on_conv2 else (stride, 1)
+            self.conv1 = nn.Conv2d(cin, cout, 3, s1, 1, bias=bias)
             self.bn1 = nn.BatchNorm2d(cout)
-            self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=bias)
+            self.conv2 = nn.Conv2d(cout, cout, 3, s2, 1, bias=bias)
             self.bn2 = nn.BatchNorm2d(cout)
             if zero_init:
                 nn.init.zeros_(self.bn2.weight)
-            need = always_project or stride != 1 or cin != cout
+            need = always_project or cin != cout or (stride != 1 and not channels_only_projection)
             layers = [nn.Conv2d(cin, cout, 1, stride, bias=False)] + ([nn.BatchNorm2d(cout)] if shortcut_bn else [])
             self.downsample = nn.Sequential(*layers) if need else None
 
@@ -145,3 +147,13 @@ def test_resnet18_check_rejects_missing_maxpool(capsys):
         return m
 
     assert not _verdict(checks.check_resnet18, no_maxpool, capsys)
+
+
+def test_block_check_names_the_stride_mistakes(capsys):
+    """A projection only when channels change, or the stride on conv2: both caught, with the reason."""
+    assert not _verdict(checks.check_basic_block, make_block(channels_only_projection=True), capsys)
+    checks.check_basic_block(make_block(channels_only_projection=True))
+    assert "even when the channels agree" in capsys.readouterr().out
+    assert not _verdict(checks.check_basic_block, make_block(stride_on_conv2=True), capsys)
+    checks.check_basic_block(make_block(stride_on_conv2=True))
+    assert "stride on conv1" in capsys.readouterr().out

@@ -165,6 +165,13 @@ def check_gan_step(gan_step: Callable) -> bool:
     class _SecondBackward(Exception):
         pass
 
+    class _StaleLogits(Exception):
+        pass
+
+    stale_advice = ("autograd found D's weights changed after they were used: the generator's logits must come from "
+                    "the UPDATED discriminator, so call D(fake) again after opt_d.step() instead of reusing the "
+                    "logits computed before it")
+
     def run(fn, G, D, real, z, saturating, steps):
         opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)
         out = None
@@ -174,6 +181,8 @@ def check_gan_step(gan_step: Callable) -> bool:
             except RuntimeError as exc:
                 if "backward through the graph a second time" in str(exc):
                     raise _SecondBackward from exc
+                if "modified by an inplace operation" in str(exc):
+                    raise _StaleLogits from exc
                 raise
         return out
 
@@ -187,6 +196,8 @@ def check_gan_step(gan_step: Callable) -> bool:
             except _SecondBackward:
                 return ("the generator's backward pass found its graph already freed: the discriminator's "
                         f"backward went through the generator; {detach_advice}")
+            except _StaleLogits:
+                return stale_advice
             for name, a, b in (("discriminator", D, D2), ("generator", G, G2)):
                 for (pname, p), q in zip(a.named_parameters(), b.parameters()):
                     msg = compare_values(p.detach(), q.detach(), atol=1e-10, rtol=1e-8,
@@ -197,6 +208,9 @@ def check_gan_step(gan_step: Callable) -> bool:
                         return msg + why
             if not isinstance(got, tuple | list) or len(got) != 2:
                 return "return (loss_d, loss_g)"
+            if not all(isinstance(v, float) for v in got):
+                kinds = ", ".join(type(v).__name__ for v in got)
+                return f"return Python floats (loss_d.item(), loss_g.item()), not {kinds}"
             return compare_values(tuple(float(v) for v in want), tuple(float(v) for v in got), atol=1e-10,
                                   rtol=1e-8, path="(loss_d, loss_g)")
         return test
@@ -210,6 +224,8 @@ def check_gan_step(gan_step: Callable) -> bool:
             run(fn, G, D, real, z, False, 1)
         except _SecondBackward:
             return f"the discriminator's backward went through the generator; {detach_advice}"
+        except _StaleLogits:
+            return stale_advice
         finally:
             for h in handles:
                 h.remove()

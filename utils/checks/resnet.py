@@ -35,7 +35,9 @@ def check_basic_block(BasicBlock: Callable) -> bool:
                     return f"missing attribute {name!r} (torchvision's names: conv1, bn1, conv2, bn2, downsample)"
             if (mine.downsample is None) != (ref.downsample is None):
                 need = "needs" if ref.downsample is not None else "must not have"
-                return f"with in={cin}, out={cout}, stride={stride} the block {need} a downsample shortcut"
+                why = (" (stride 2 halves H and W, so the shortcut needs a 1x1 conv with that stride even when the "
+                       "channels agree)" if ref.downsample is not None and cin == cout else "")
+                return f"with in={cin}, out={cout}, stride={stride} the block {need} a downsample shortcut{why}"
             mk = {k: tuple(v.shape) for k, v in mine.state_dict().items()}
             rk = {k: tuple(v.shape) for k, v in ref.state_dict().items()}
             missing, unexpected = sorted(set(rk) - set(mk)), sorted(set(mk) - set(rk))
@@ -43,7 +45,13 @@ def check_basic_block(BasicBlock: Callable) -> bool:
                 return (f"parameters differ from torchvision's block: missing {missing[:4]}, "
                         f"unexpected {unexpected[:4]}")
             wrong = [f"{k}: {mk[k]} vs {rk[k]}" for k in rk if mk[k] != rk[k]]
-            return f"wrong shapes (yours vs torchvision's): {wrong[:3]}" if wrong else None
+            if wrong:
+                return f"wrong shapes (yours vs torchvision's): {wrong[:3]}"
+            if getattr(mine.conv1, "stride", None) != (stride, stride) or getattr(mine.conv2, "stride", None) != (1, 1):
+                return (f"conv1 has stride {getattr(mine.conv1, 'stride', None)} and conv2 "
+                        f"{getattr(mine.conv2, 'stride', None)}: torchvision puts the block's stride on conv1 "
+                        "(and on the 1x1 downsample), conv2 always has stride 1")
+            return None
         return test
 
     def forward_case(cin, cout, stride, training):
@@ -82,6 +90,7 @@ def check_basic_block(BasicBlock: Callable) -> bool:
         Case("attributes and parameters like torchvision, 16 -> 16, stride 1", test=layout_case(16, 16, 1)),
         Case("projection shortcut when shape changes, 16 -> 32, stride 2", test=layout_case(16, 32, 2)),
         Case("shortcut when only channels change, 8 -> 16, stride 1", test=layout_case(8, 16, 1)),
+        Case("projection shortcut when only the stride changes, 16 -> 16, stride 2", test=layout_case(16, 16, 2)),
         Case("forward equals torchvision's with its weights (eval mode)", test=forward_case(16, 16, 1, False)),
         Case("forward equals torchvision's, 8 -> 16, stride 2 (train mode)", test=forward_case(8, 16, 2, True)),
         Case("zero-init: a fresh block returns its (non-negative) input exactly", test=zero_init_case),
