@@ -166,3 +166,12 @@ def test_gan_step_check_names_tensor_returns_and_stale_logits(capsys):
     assert "return Python floats" in capsys.readouterr().out
     assert not checks.check_gan_step(stale_logits)
     assert "UPDATED discriminator" in capsys.readouterr().out
+
+
+def test_gan_step_device_note_does_not_blame_the_required_item(capsys):
+    from utils.checks.core import probe_device
+
+    assert checks.check_gan_step(checks.reference_gan_step)
+    out = capsys.readouterr().out
+    if probe_device().type == "meta":
+        assert "returns .item() values, as asked" in out and "your code needs tensor values" not in out
