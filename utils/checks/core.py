@@ -368,12 +368,15 @@ _META_DATA = re.compile(
 _META_KERNEL = re.compile(r"with Meta tensors|'Meta' backend|a meta tensor without", re.IGNORECASE)
 
 
-def _undecided(name: str | None, exc: BaseException) -> Note:
-    """The note of a probe the meta stand-in could not decide, by the cause of ``exc``."""
+def _undecided(name: str | None, exc: BaseException, data_note: str | None = None) -> Note:
+    """The note of a probe the meta stand-in could not decide, by the cause of ``exc``
+    (``data_note`` replaces the note for missing data, e.g. when the exercise requires ``.item()``)."""
     x = name or "<input>"
     follow = f"make sure every torch.zeros/arange/full/tensor(...) you call has device={x}.device"
     text = str(exc)
     if _META_DATA.search(text):
+        if data_note:
+            return Note(data_note)
         return Note("undecided here: your code needs tensor values (.item(), .tolist(), float(), an if on a "
                     f"tensor), which the stand-in lacks; {follow}")
     if _META_KERNEL.search(text):
@@ -424,7 +427,8 @@ def _meta_write_guard():
     return Guard()
 
 
-def device_case(*args, run: Callable | None = None, inputs: Callable | None = None, **kwargs) -> Case:
+def device_case(*args, run: Callable | None = None, inputs: Callable | None = None, name: str | None = None,
+                data_note: str | None = None, **kwargs) -> Case:
     """A case that runs the student's function with its inputs on :func:`probe_device`.
 
     Args:
@@ -434,6 +438,10 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
             so inputs drawn from torch's global RNG do not change what the notebook draws.
         run: instead of args, ``run(fn, device)`` calls the function itself (for callbacks and
             classes) and returns what should live on ``device``.
+        name: the student's tensor parameter that the advice names (``p``); found from the
+            signature when not given and ``run`` is not used.
+        data_note: the note when the stand-in lacks the data the exercise itself requires
+            (a step that must return ``.item()``), instead of the generic one.
 
     The case fails with a message naming the device and the student's line when the function
     mixes devices or returns a tensor elsewhere. On the meta stand-in, an error from the missing
@@ -443,11 +451,11 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
     in the CPU cases too: the case passes with a note naming the error and pointing to those
     cases, so one mistake is not counted twice. On a real accelerator any error fails.
     """
-    named: dict[str, str | None] = {"name": None}
+    named: dict[str, str | None] = {"name": name}
     if run is None:
         def run(fn, device):
             call_args = tuple(inputs()) if inputs is not None else args
-            named["name"] = _tensor_parameter(fn, call_args)
+            named["name"] = name or _tensor_parameter(fn, call_args)
             return fn(*to_device(call_args, device), **to_device(kwargs, device))
 
     def test(fn):
@@ -462,13 +470,13 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
             if not str(exc):                     # the unsolved stub: reported by the caller
                 raise
             if device.type == "meta":
-                return _undecided(named["name"], exc)
+                return _undecided(named["name"], exc, data_note)
             return f"with its inputs on {_where(device)} it {_describe(exc)}"
         except Exception as exc:                 # noqa: BLE001 - classified below
             if isinstance(exc, _MetaIntoCpu) or _MISMATCH.search(str(exc)):
                 return _device_failure(exc, device, named["name"])
             if device.type == "meta":            # no data here: any other error is not a device error
-                return _undecided(named["name"], exc)
+                return _undecided(named["name"], exc, data_note)
             return f"with its inputs on {_where(device)} it {_describe(exc)}"
         for path, tensor in _tensors_in(out):
             if tensor.device.type != device.type:

@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .core import (
-    Case,
-    Note,
-    _advice,
-    _describe,
-    compare_values,
-    device_case,
-    run_check,
-    tiered,
-    to_device,
-)
+from .core import Case, _describe, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["check_sgd_momentum_step", "check_adam_step", "check_batchnorm_forward", "check_dropout",
            "check_batchnorm_backward", "reference_batchnorm_backward"]
@@ -54,22 +44,6 @@ def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps
         return None
 
     return Case(name, test=test)
-
-
-def _named_device_case(run: Callable, name: str) -> Case:
-    """:func:`device_case` with ``run=``, whose advice names the student's parameter ``name`` (``p``)
-    instead of a generic ``x``."""
-    case = device_case(run=run)
-    inner = case.test
-
-    def test(fn):
-        msg = inner(fn)
-        if not msg:
-            return msg
-        fixed = msg.replace(_advice(None), _advice(name)).replace("<input>", name)
-        return Note(fixed) if isinstance(msg, Note) else fixed
-
-    return Case(case.name, test=test)
 
 
 class _SGDRunner:
@@ -126,7 +100,7 @@ def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
             buf = fn(p, to_device(grad, device), buf, 0.1, 0.9, nesterov=True)
         return p, buf
 
-    cases.append(_named_device_case(on_device, "p"))
+    cases.append(device_case(run=on_device, name="p"))
     return run_check(
         "sgd_momentum_step(p, grad, buf, lr, momentum, nesterov)", sgd_momentum_step, cases,
         hint="the momentum buffer accumulates past gradients (PyTorch's convention, no dampening); the step follows the buffer, or looks ahead with Nesterov; update p in place",
@@ -161,7 +135,7 @@ def check_adam_step(adam_step: Callable) -> bool:
             fn(p, to_device(grad, device), state, 1e-2)
         return p, state
 
-    cases.append(_named_device_case(on_device, "p"))
+    cases.append(device_case(run=on_device, name="p"))
     return run_check(
         "adam_step(p, grad, state, lr, betas, eps)", adam_step, cases,
         hint='moving averages of the gradient and of its square, each corrected for its bias towards zero at early steps, then a step scaled per coordinate',
