@@ -264,3 +264,51 @@ def test_multi_head_attention_diagnoses(capsys):
         assert why in out, (wrong.__name__, out)
     out = _failure_output(checks.check_multi_head_attention, NoTranspose, capsys)
     assert "out_proj" not in out.split("hint:")[0].split("cross-attention")[1].splitlines()[0], out
+
+
+def test_attention_diagnoses_missing_scale_and_mask_after_softmax(capsys):
+    def no_scale(q, k, mask=None):
+        return weights_ok(q * math.sqrt(q.shape[-1]), k, mask)
+
+    def mask_after_softmax(q, k, mask=None):
+        w = weights_ok(q, k)
+        return w if mask is None else w.masked_fill(~mask, 0.0)
+
+    def sdpa_no_scale(q, k, v, mask=None):
+        return no_scale(q, k, mask) @ v
+
+    for check, wrong, why in ((checks.check_attention_weights, no_scale, "missing the 1/sqrt(d_k) scale"),
+                              (checks.check_scaled_dot_product_attention, sdpa_no_scale, "missing the 1/sqrt(d_k) scale"),
+                              (checks.check_attention_weights, mask_after_softmax, "masking after the softmax")):
+        out = _failure_output(check, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+        assert "hint:" in out and "solution:" not in out
+        check(wrong, show_solution=True)
+        assert "solution:" in capsys.readouterr().out
+
+
+def test_multi_head_attention_names_a_mask_not_broadcast_over_heads(capsys):
+    class MaskNotExpanded(MHAOk):
+        def forward(self, q, k, v, mask=None):
+            B, T, d = q.shape
+            q, k, v = self.split(self.q_proj(q)), self.split(self.k_proj(k)), self.split(self.v_proj(v))
+            return self.out_proj(sdpa_ok(q, k, v, mask).transpose(1, 2).reshape(B, T, d))   # (B, T, S) as is
+
+    out = _failure_output(checks.check_multi_head_attention, MaskNotExpanded, capsys)
+    assert "✗ per-sample mask (B, T, S)" in out and "the mask must broadcast over heads: unsqueeze(1)" in out, out
+    assert "✓ causal mask (T, T)" in out
+
+
+def test_positional_encoding_names_i_instead_of_2i(capsys):
+    def i_not_2i(seq_len, d_model):
+        pos = torch.arange(seq_len)[:, None].float()
+        angle = pos / 10000 ** (torch.arange(d_model // 2).float() / d_model)
+        pe = torch.zeros(seq_len, d_model)
+        pe[:, 0::2], pe[:, 1::2] = angle.sin(), angle.cos()
+        return pe
+
+    out = _failure_output(checks.check_positional_encoding, i_not_2i, capsys)
+    assert "✗ known values at position 3" in out and "it must be 2i / d_model" in out, out
+    assert "✗ seq_len = 50, d_model = 32 (the formula)" in out
+    checks.check_positional_encoding(i_not_2i, show_solution=True)
+    assert "solution: pos = arange(seq_len)" in capsys.readouterr().out

@@ -208,3 +208,59 @@ def test_mlp_check_reports_each_layer(capsys):
     out = capsys.readouterr().out
     assert "[per layer, last first: grads[2] ✓, grads[1] dW ✗ db ✗, grads[0] dW ✗ db ✗]" in out
     assert "the last layer is right" in out
+
+
+def numgrad_aliased(f, x, eps=1e-6):
+    """x_plus and x_minus are both x: f_minus is evaluated at x itself, a one-sided difference / 2."""
+    g = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        x_plus, x_minus = x, x
+        x_plus[idx] += eps
+        f_plus = f(x_plus)
+        x_minus[idx] -= eps
+        g[idx] = (f_plus - f(x_minus)) / (2 * eps)
+    return g
+
+
+def test_numgrad_check_names_aliasing_and_a_missing_half(capsys):
+    assert not _verdict(checks.check_numerical_gradient, numgrad_aliased, capsys)
+    checks.check_numerical_gradient(numgrad_aliased)
+    out = capsys.readouterr().out
+    assert "every entry is 1/2 of the expected value: x_plus and x_minus are the same array (aliasing)" in out
+    checks.check_numerical_gradient(numgrad_no_half)
+    assert "every entry is 2 times the expected value" in capsys.readouterr().out
+    assert _verdict(checks.check_numerical_gradient, numgrad_flat, capsys)     # still accepted
+
+
+def mlp_tanh_on_output(params, X, y):
+    """tanh on every layer, the output included, and its derivative in delta_L."""
+    activations = [X]
+    for W, b in params:
+        activations.append(np.tanh(activations[-1] @ W.T + b))
+    out = activations[-1]
+    p = np.exp(out - out.max(1, keepdims=True))
+    p /= p.sum(1, keepdims=True)
+    n = len(y)
+    loss = -np.log(p[np.arange(n), y]).mean()
+    delta = p.copy()
+    delta[np.arange(n), y] -= 1
+    delta = delta / n * (1 - out ** 2)
+    grads = []
+    for i in range(len(params) - 1, -1, -1):
+        grads.append((delta.T @ activations[i], delta.sum(0)))
+        delta = (delta @ params[i][0]) * (1 - activations[i] ** 2)
+    return float(loss), grads[::-1]
+
+
+def test_mlp_check_asks_about_tanh_on_the_output_when_all_gradients_are_0(capsys):
+    assert not _verdict(checks.check_mlp_forward_backward, mlp_tanh_on_output, capsys)
+    checks.check_mlp_forward_backward(mlp_tanh_on_output)
+    out = capsys.readouterr().out
+    assert "all your gradients are 0: is tanh applied to the output layer?" in out
+    assert _verdict(checks.check_mlp_forward_backward, mlp_delta_variants, capsys)   # still accepted
+
+
+def test_mlp_check_says_delta_L_is_right_when_only_hidden_layers_fail(capsys):
+    checks.check_mlp_forward_backward(lambda p, X, y: mlp_delta_variants(p, X, y, dact=lambda a: 1 - a))
+    out = capsys.readouterr().out
+    assert "so δ_L is right; the error is in how δ goes back through the hidden layers" in out

@@ -52,10 +52,32 @@ def conv_loops(x, weight, bias=None, stride=1, padding=0, flip=False, ignore_bia
     return out
 
 
+def conv_offsets(x, weight, bias=None, stride=1, padding=0):
+    """Correct, the notebook's way: one strided slice per kernel offset (kh * kw steps)."""
+    N, C, H, W = x.shape
+    C_out, _, kh, kw = weight.shape
+    x = F.pad(x, (padding,) * 4)
+    H_out, W_out = (H + 2 * padding - kh) // stride + 1, (W + 2 * padding - kw) // stride + 1
+    out = x.new_zeros(N, C_out, H_out, W_out)
+    for i in range(kh):
+        for j in range(kw):
+            patch = x[:, :, i:i + stride * H_out:stride, j:j + stride * W_out:stride]
+            out = out + torch.einsum("nchw,oc->nohw", patch, weight[:, :, i, j])
+    return out if bias is None else out + bias[None, :, None, None]
+
+
 def test_conv2d_check_accepts_correct(capsys):
     assert _verdict(checks.check_conv2d, conv_unfold, capsys)
-    assert _verdict(checks.check_conv2d, conv_loops, capsys)
+    assert _verdict(checks.check_conv2d, conv_offsets, capsys)
     assert _verdict(checks.check_conv2d, F.conv2d, capsys)
+
+
+def test_conv2d_check_rejects_per_pixel_loop(capsys):
+    """Right values, but its backward walks through one slice write per output pixel: far too slow to train."""
+    assert not checks.check_conv2d(conv_loops)
+    out = capsys.readouterr().out
+    assert out.count("✗") == 2 and "✗ fast enough" in out and "✗ 8 of 9 cases passed" in out
+    assert "loop over the kernel offsets (k×k steps), not over output pixels" in out
 
 
 @pytest.mark.parametrize("kwargs", [{"flip": True}, {"ignore_bias": True}, {"pad_one_side": True}])
@@ -94,6 +116,17 @@ def test_gaussian_check(capsys):
                         lambda n, s: torch.roll(gaussian_numpy(n, s), 1, dims=0), capsys)
     assert not _verdict(checks.check_gaussian_kernel,  # sigma used as variance
                         lambda n, s: gaussian_numpy(n, s**0.5), capsys)
+
+
+def test_gaussian_check_names_float32_and_keeps_centre_note_for_centring(capsys):
+    assert not checks.check_gaussian_kernel(lambda n, s: gaussian_numpy(n, s).double())
+    out = capsys.readouterr().out
+    assert "expected torch.float32, got torch.float64" in out and "call .float()" in out
+    assert "new_zeros" not in out
+
+    assert not checks.check_gaussian_kernel(lambda n, s: gaussian_numpy(n, 2 * s))   # wrong width, well centred
+    out = capsys.readouterr().out
+    assert "✗ size 4, sigma 1.0" in out and "centre lies between" not in out
 
 
 def conv_float32(x, weight, bias=None, stride=1, padding=0):

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 
+import pytest
 import torch
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
@@ -162,6 +164,42 @@ def test_decode_check_names_swapped_rows_and_columns(capsys):
     assert "read from another cell" in capsys.readouterr().out
 
 
+def test_decode_check_names_pixel_anchors_times_stride_and_centre_size_boxes(capsys):
+    def anchors_times_stride(output, anchors, stride):  # anchors taken as cell units
+        return checks.reference_decode_yolo(output, anchors * stride, stride)
+
+    def centre_size(output, anchors, stride):  # returns (cx, cy, w, h) instead of corners
+        boxes, obj, cls = checks.reference_decode_yolo(output, anchors, stride)
+        return torch.cat([(boxes[..., :2] + boxes[..., 2:]) / 2, boxes[..., 2:] - boxes[..., :2]], -1), obj, cls
+
+    assert not _verdict(checks.check_decode_yolo, anchors_times_stride, capsys)
+    checks.check_decode_yolo(anchors_times_stride)
+    out = capsys.readouterr().out
+    assert "sizes are stride times too large (16x): anchors are already in pixels" in out, out
+    assert not _verdict(checks.check_decode_yolo, centre_size, capsys)
+    checks.check_decode_yolo(centre_size)
+    out = capsys.readouterr().out
+    assert "✗ worked example" in out and "you returned (cx, cy, w, h); return corners" in out, out
+    checks.check_decode_yolo(centre_size, show_solution=True)
+    assert "solution: reshape to (N, B, 5 + C, S, S)" in capsys.readouterr().out
+
+
+def test_average_precision_check_names_voc_interpolation(capsys):
+    def ap_interpolated(scores, is_tp, num_gt):  # VOC-style: precision replaced by its max to the right
+        order = scores.argsort(descending=True)
+        tp_cum = is_tp[order].float().cumsum(0)
+        precision = tp_cum / torch.arange(1, len(tp_cum) + 1)
+        precision = precision.flip(0).cummax(0).values.flip(0)
+        recall = tp_cum / num_gt
+        return float(((recall - torch.cat([recall.new_zeros(1), recall[:-1]])) * precision).sum())
+
+    assert not _verdict(checks.check_average_precision, ap_interpolated, capsys)
+    checks.check_average_precision(ap_interpolated)
+    out = capsys.readouterr().out
+    assert "did you take the max precision to the right (VOC interpolation)?" in out, out
+    assert "hint:" in out and "solution:" not in out
+
+
 def test_average_precision_check_rejects_an_ascending_sort(capsys):
     def ap_ascending(scores, is_tp, num_gt):
         order = scores.argsort()
@@ -173,3 +211,111 @@ def test_average_precision_check_rejects_an_ascending_sort(capsys):
     assert not _verdict(checks.check_average_precision, ap_ascending, capsys)
     checks.check_average_precision(ap_ascending)
     assert "✗ known value: TP, TP, FP" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------- build_targets
+
+
+def targets_loop(boxes_list, labels_list, anchors, S, stride, cell_of=math.floor):
+    """A second correct implementation: plain Python per box, IoU of centred shapes by hand."""
+    t = torch.zeros(len(boxes_list), S, S, len(anchors), 6, device=anchors.device)
+    for n, (boxes, labels) in enumerate(zip(boxes_list, labels_list)):
+        for (x1, y1, x2, y2), c in zip(boxes.tolist(), labels.tolist()):
+            w, h = x2 - x1, y2 - y1
+            cx, cy = (x1 + x2) / (2 * stride), (y1 + y2) / (2 * stride)
+            j, i = cell_of(cx), cell_of(cy)
+            ious = [min(w, pw) * min(h, ph) / (w * h + pw * ph - min(w, pw) * min(h, ph)) for pw, ph in anchors.tolist()]
+            a = max(range(len(ious)), key=ious.__getitem__)
+            pw, ph = anchors[a].tolist()
+            t[n, i, j, a] = torch.tensor([cx - j, cy - i, math.log(w / pw), math.log(h / ph), 1.0, float(c)])
+    return t
+
+
+def _mistake(**change):
+    """The reference with one thing done wrong (by keyword): a typical student mistake."""
+    def build(boxes_list, labels_list, anchors, S, stride):
+        t = anchors.new_zeros(len(boxes_list), S, S, len(anchors), 6) if not change.get("cpu") else \
+            torch.zeros(len(boxes_list), S, S, len(anchors), 6)
+        for n, (boxes, labels) in enumerate(zip(boxes_list, labels_list)):
+            if len(boxes) == 0:
+                continue
+            centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride
+            if change.get("corner"):
+                centre = boxes[:, :2] / stride                                  # top-left corner, not the centre
+            wh = boxes[:, 2:] - boxes[:, :2]
+            cell = centre.round().long() if change.get("round") else centre.floor().long()
+            cell = cell.clamp(max=S - 1)
+            if change.get("nearest_size"):                                       # Euclidean distance of (w, h)
+                best = (wh[:, None] - anchors[None]).norm(dim=-1).argmin(1)
+            else:
+                inter = torch.minimum(wh[:, None], anchors[None]).prod(-1)
+                iou = inter / (wh.prod(1)[:, None] + anchors.prod(1)[None] - inter)
+                best = iou.argmin(1) if change.get("argmin") else iou.argmax(1)
+            offsets = centre - cell
+            if change.get("pixel_offsets"):
+                offsets = offsets * stride                                      # in pixels, not cells
+            if change.get("swap_offsets"):
+                offsets = offsets.flip(1)
+            sizes = wh / anchors[best] if change.get("no_log") else torch.log(wh / anchors[best])
+            if change.get("swap_wh"):
+                sizes = torch.log(wh.flip(1) / anchors[best])
+            values = torch.cat([offsets, sizes, torch.ones_like(wh[:, :1]), labels[:, None].float()], 1)
+            row, col = (cell[:, 0], cell[:, 1]) if change.get("swap_cells") else (cell[:, 1], cell[:, 0])
+            t[n, row, col, best] = values
+        return t
+    return build
+
+
+def test_build_targets_accepts_correct_implementations(capsys):
+    assert _verdict(checks.check_build_targets, checks.reference_build_targets, capsys)
+    assert _verdict(checks.check_build_targets, targets_loop, capsys)
+
+
+@pytest.mark.parametrize(("mistake", "explained"), [
+    ("swap_cells", "rows and columns swapped"),
+    ("swap_offsets", "x and y swapped"),
+    ("round", "off by one cell"),
+    ("no_log", "without the log"),
+    ("nearest_size", "right cells, wrong anchors"),
+    ("argmin", "right cells, wrong anchors"),
+    ("swap_wh", "w and h swapped"),
+    ("corner", "✗ worked example"),
+    ("pixel_offsets", "offsets stride times too large (8x)"),
+    ("cpu", "created a tensor on the CPU"),
+])
+def test_build_targets_rejects_typical_mistakes(mistake, explained, capsys):
+    wrong = _mistake(**{mistake: True})
+    assert not _verdict(checks.check_build_targets, wrong, capsys)
+    checks.check_build_targets(wrong)
+    out = capsys.readouterr().out
+    assert explained in out, out
+    assert "hint:" in out and "solution:" not in out                       # tier 1: what and the concept
+    checks.check_build_targets(wrong, show_solution=True)
+    assert "solution: t = zeros(N, S, S, B, 6)" in capsys.readouterr().out   # tier 2, when asked for
+
+
+def test_build_targets_checks_the_empty_image_and_the_cell_border(capsys):
+    def crashes_without_objects(boxes_list, labels_list, anchors, S, stride):
+        if any(len(b) == 0 for b in boxes_list):
+            torch.stack([])                                                    # like torch.cat of an empty list
+        return checks.reference_build_targets(boxes_list, labels_list, anchors, S, stride)
+
+    assert not _verdict(checks.check_build_targets, crashes_without_objects, capsys)
+    checks.check_build_targets(crashes_without_objects)
+    assert "✗ an image without objects" in capsys.readouterr().out
+
+    def half_open_the_other_way(*args):  # ceil - 1: a centre on a border goes to the cell before it
+        return targets_loop(*args, cell_of=lambda v: math.ceil(v) - 1)
+
+    assert not _verdict(checks.check_build_targets, half_open_the_other_way, capsys)
+    checks.check_build_targets(half_open_the_other_way)
+    out = capsys.readouterr().out
+    assert "✓ worked example" in out and "✗ centre exactly on a cell border" in out, out
+
+
+def test_build_targets_reference_on_known_values():
+    anchors = torch.tensor([[8.0, 8.0], [18.0, 18.0]])
+    t = checks.reference_build_targets([torch.tensor([[14.75, 31.75, 27.25, 44.25]])], [torch.tensor([2])], anchors, 8, 8)
+    assert t.shape == (1, 8, 8, 2, 6) and int(t[..., 4].sum()) == 1
+    expected = torch.tensor([0.625, 0.75, math.log(12.5 / 18), math.log(12.5 / 18), 1.0, 2.0])
+    torch.testing.assert_close(t[0, 4, 2, 1], expected)

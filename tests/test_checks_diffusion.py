@@ -232,3 +232,88 @@ def test_ddim_step_check(capsys):
     assert not _verdict(checks.check_ddim_step, ddim_cpu_t_batch, capsys)
     checks.check_ddim_step(ddim_cpu_t_batch)
     assert "created a tensor on the CPU" in capsys.readouterr().out
+
+
+# ----- diffusion_loss --------------------------------------------------------------------------
+def _q(x0, t, noise, ab):
+    a = ab[t].reshape(-1, *([1] * (x0.ndim - 1)))
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise
+
+
+def loss_ok(model, x0, alpha_bars, generator):
+    t = torch.randint(0, len(alpha_bars), (x0.shape[0],), generator=generator).to(x0.device)
+    noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+    return torch.nn.functional.mse_loss(model(_q(x0, t, noise, alpha_bars), t), noise)
+
+
+def loss_written_differently(model, x0, alpha_bars, generator):
+    """Correct, written differently: noise drawn first, the square roots via pow, the mean by hand."""
+    noise = torch.empty(x0.shape).normal_(generator=generator).to(x0.device)
+    t = (torch.rand(x0.shape[0], generator=generator) * len(alpha_bars)).long().clamp(max=len(alpha_bars) - 1)
+    t = t.to(x0.device)
+    a = alpha_bars[t].view(-1, 1)
+    x_t = a.pow(0.5) * x0 + (1 - a).pow(0.5) * noise
+    return ((model(x_t, t) - noise) ** 2).mean()
+
+
+def _loss_mistake(kind):
+    def loss(model, x0, alpha_bars, generator):
+        T = len(alpha_bars)
+        g = None if kind == "global RNG" else generator
+        low, high = (1, T) if kind == "t from 1" else (0, T)
+        t = torch.randint(low, high, (x0.shape[0],), generator=g).to(x0.device)
+        noise = torch.randn(x0.shape, generator=g).to(x0.device)
+        a = alpha_bars[t].view(-1, 1)
+        x_t = a * x0 + (1 - a) * noise if kind == "no sqrt" else a.sqrt() * x0 + (1 - a).sqrt() * noise
+        target = x0 if kind == "x0 target" else noise
+        return torch.nn.functional.mse_loss(model(x_t, t), target)
+    return loss
+
+
+def test_diffusion_loss_check(capsys):
+    assert _verdict(checks.check_diffusion_loss, loss_ok, capsys)
+    assert _verdict(checks.check_diffusion_loss, loss_written_differently, capsys)
+    named = {"x0 target": "the target is the noise", "t from 1": "expected 0..49",
+             "no sqrt": "sqrt(alpha_bar_t) x0", "global RNG": "the generator was not used"}
+    for kind, message in named.items():
+        assert not _verdict(checks.check_diffusion_loss, _loss_mistake(kind), capsys), kind
+        checks.check_diffusion_loss(_loss_mistake(kind))
+        assert message in capsys.readouterr().out, kind
+    checks.check_diffusion_loss(_loss_mistake("x0 target"))      # the zero model names x0's variance
+    assert "4.0 would mean the target is x0" in capsys.readouterr().out
+
+    def cpu_t(model, x0, alpha_bars, generator):                 # t left on the CPU: a GPU trap
+        t = torch.randint(0, len(alpha_bars), (x0.shape[0],), generator=generator)
+        noise = torch.randn(x0.shape, generator=generator).to(x0.device)
+        return torch.nn.functional.mse_loss(model(_q(x0, t, noise, alpha_bars), t), noise)
+
+    assert not _verdict(checks.check_diffusion_loss, cpu_t, capsys)
+    checks.check_diffusion_loss(cpu_t)
+    assert "created a tensor on the CPU" in capsys.readouterr().out
+
+
+def test_ddpm_step_t0_hint_only_for_added_noise(capsys):
+    def noise_at_zero(model_eps, x_t, t, schedule, noise):
+        return ddpm_ok(model_eps, x_t, t, schedule, noise) + (schedule[0][0].sqrt() * noise if t == 0 else 0)
+
+    def wrong_mean_at_zero(model_eps, x_t, t, schedule, noise):       # t = 0 returns x_t: no noise involved
+        return x_t if t == 0 else ddpm_ok(model_eps, x_t, t, schedule, noise)
+
+    checks.check_ddpm_step(noise_at_zero)
+    assert "at t = 0 return the mean" in capsys.readouterr().out
+    assert not _verdict(checks.check_ddpm_step, wrong_mean_at_zero, capsys)
+    checks.check_ddpm_step(wrong_mean_at_zero)
+    assert "at t = 0 return the mean" not in capsys.readouterr().out
+
+
+def test_ddim_step_s0_is_not_the_data(capsys):
+    def s0_clean(model_eps, x_t, t, s, alpha_bars):
+        eps = model_eps(x_t, torch.full((x_t.shape[0],), t, dtype=torch.long, device=x_t.device))
+        a_t = alpha_bars[t]
+        a_s = alpha_bars[s] if s > 0 else torch.ones_like(a_t)
+        return a_s.sqrt() * (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt() + (1 - a_s).sqrt() * eps
+
+    assert not _verdict(checks.check_ddim_step, s0_clean, capsys)
+    checks.check_ddim_step(s0_clean)
+    out = capsys.readouterr().out
+    assert "s = 0 is one noising step" in out and "only s = -1 is the data" in out

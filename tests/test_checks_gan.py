@@ -175,3 +175,28 @@ def test_gan_step_device_note_does_not_blame_the_required_item(capsys):
     out = capsys.readouterr().out
     if probe_device().type == "meta":
         assert "returns .item() values, as asked" in out and "your code needs tensor values" not in out
+
+
+def test_discriminator_loss_check_names_the_joint_mean(capsys):
+    """One mean over real and fake together: half the reference when both sets have 8 logits."""
+    joint = lambda r, f: torch.cat([F.softplus(-r).flatten(), F.softplus(f).flatten()]).mean()  # noqa: E731
+    assert not _verdict(checks.check_discriminator_loss, joint, capsys)
+    checks.check_discriminator_loss(joint)
+    out = capsys.readouterr().out
+    assert "your value is half the reference: average the real and the fake terms each on its own, then add" in out
+    assert "one mean over all the real and fake logits together" in out        # the 6-vs-20 case
+
+
+def test_gan_step_notes_read_for_a_student(capsys):
+    """No internal exception names in the notes; the missing detach is named in words."""
+    for mistake in (_gan_mistake("no detach"), _gan_mistake("no detach, graph retained")):
+        assert not checks.check_gan_step(mistake)
+        out = capsys.readouterr().out
+        assert "_SecondBackward" not in out and "_StaleLogits" not in out, out
+        assert "detach the fake" in out, out
+    checks.check_gan_step(_gan_mistake("no detach"))
+    out = capsys.readouterr().out
+    assert "raised _" not in out and "raised RuntimeError: :" not in out, out
+    for line in out.splitlines():                   # a device note, when there is one, explains in words
+        if "another device" in line and "raised" in line:
+            assert "backward went through the generator's graph a second time" in line, line

@@ -19,6 +19,14 @@ def _verdict(check, fn, capsys) -> bool:
     return verdict
 
 
+def _accepts_and_rejects(check, right, wrong, capsys):
+    """Every correct version passes, every mistake fails."""
+    for fn in right:
+        assert _verdict(check, fn, capsys), fn.__name__
+    for fn in wrong:
+        assert not _verdict(check, fn, capsys), fn.__name__
+
+
 # ---- normalized_adjacency ---------------------------------------------------------------
 
 def adjacency_ok(edge_index, num_nodes):
@@ -212,11 +220,9 @@ class GCNLayerWeightData(GCNLayerOk):
 
 
 def test_gcn_layer_check(capsys):
-    assert _verdict(checks.check_gcn_layer, GCNLayerOk, capsys)
-    assert _verdict(checks.check_gcn_layer, GCNLayerScatter, capsys)
-    for wrong in (GCNLayerBiasInside, GCNLayerLinBias, GCNLayerNoSelfLoop, GCNLayerRandomWalk, GCNLayerDetached,
-                  GCNLayerPlainBias, GCNLayerWeightData):
-        assert not _verdict(checks.check_gcn_layer, wrong, capsys), wrong.__name__
+    _accepts_and_rejects(checks.check_gcn_layer, (GCNLayerOk, GCNLayerScatter),
+                         (GCNLayerBiasInside, GCNLayerLinBias, GCNLayerNoSelfLoop, GCNLayerRandomWalk,
+                          GCNLayerDetached, GCNLayerPlainBias, GCNLayerWeightData), capsys)
 
 
 def test_gcn_layer_gradient_messages_name_the_parameter(capsys):
@@ -388,3 +394,109 @@ def test_polynomial_filter_rejects_powers_of_l(capsys):
     out = capsys.readouterr().out
     assert "✗ no power of L is formed" in out and "forms a power of L" in out, out
     assert out.count("✗") == 2, out          # only that case (and the summary) fails: the values are right
+
+
+# ---- sage_layer -------------------------------------------------------------------------
+
+def sage_ok(x, edge_index, weight, bias):
+    """The notebook's solution."""
+    src, dst = edge_index
+    n = x.shape[0]
+    total = x.new_zeros(n, x.shape[1]).index_add_(0, dst, x[src])
+    count = x.new_zeros(n).index_add_(0, dst, x.new_ones(len(dst)))
+    mean = total / count.clamp(min=1)[:, None]
+    return torch.cat([x, mean], dim=1) @ weight.T + bias
+
+
+def sage_two_linears(x, edge_index, weight, bias):
+    """Correct, written differently: lin_self(x) + lin_neigh(mean), the mean from a dense row-normalised A."""
+    f = x.shape[1]
+    A = torch.zeros(x.shape[0], x.shape[0], dtype=x.dtype, device=x.device)
+    A[edge_index[1], edge_index[0]] = 1.0
+    mean = (A / A.sum(1, keepdim=True).clamp(min=1)) @ x
+    return F.linear(x, weight[:, :f]) + F.linear(mean, weight[:, f:], bias)
+
+
+def sage_sum(x, edge_index, weight, bias):
+    src, dst = edge_index
+    total = torch.zeros_like(x).index_add_(0, dst, x[src])
+    return torch.cat([x, total], dim=1) @ weight.T + bias
+
+
+def sage_mean_with_self(x, edge_index, weight, bias):
+    src, dst = edge_index
+    total = x.clone().index_add_(0, dst, x[src])
+    count = torch.ones(x.shape[0]).index_add_(0, dst, torch.ones(len(dst)))
+    return torch.cat([x, total / count[:, None]], dim=1) @ weight.T + bias
+
+
+def sage_no_self(x, edge_index, weight, bias):
+    src, dst = edge_index
+    total = torch.zeros_like(x).index_add_(0, dst, x[src])
+    count = torch.zeros(x.shape[0]).index_add_(0, dst, torch.ones(len(dst)))
+    return (total / count.clamp(min=1)[:, None]) @ weight[:, x.shape[1]:].T + bias
+
+
+def sage_degree_plus_one(x, edge_index, weight, bias):
+    src, dst = edge_index
+    total = torch.zeros_like(x).index_add_(0, dst, x[src])
+    count = torch.zeros(x.shape[0]).index_add_(0, dst, torch.ones(len(dst)))
+    return torch.cat([x, total / (count + 1)[:, None]], dim=1) @ weight.T + bias
+
+
+def sage_zero_division(x, edge_index, weight, bias):
+    """No clamp: isolated nodes get 0 / 0 = NaN."""
+    src, dst = edge_index
+    total = torch.zeros_like(x).index_add_(0, dst, x[src])
+    count = torch.zeros(x.shape[0]).index_add_(0, dst, torch.ones(len(dst)))
+    return torch.cat([x, total / count[:, None]], dim=1) @ weight.T + bias
+
+
+def sage_by_source(x, edge_index, weight, bias):
+    """Aggregates at the source: the direction of the messages reversed."""
+    return sage_ok(x, edge_index.flip(0), weight, bias)
+
+
+def sage_cpu_buffers(x, edge_index, weight, bias):
+    """Right values on the CPU, but the sum and the count are created on the CPU whatever x's device."""
+    src, dst = edge_index
+    total = torch.zeros(x.shape[0], x.shape[1]).index_add_(0, dst, x[src])
+    count = torch.zeros(x.shape[0]).index_add_(0, dst, torch.ones(len(dst)))
+    return torch.cat([x, total / count.clamp(min=1)[:, None]], dim=1) @ weight.T + bias
+
+
+def test_sage_layer_check(capsys):
+    _accepts_and_rejects(checks.check_sage_layer, (sage_ok, sage_two_linears),
+                         (sage_sum, sage_mean_with_self, sage_no_self, sage_degree_plus_one, sage_zero_division,
+                          sage_by_source, sage_cpu_buffers), capsys)
+
+
+def test_sage_layer_messages_name_the_mistake(capsys):
+    expected = {sage_sum: "summed, not averaged", sage_mean_with_self: "the node itself is inside the mean",
+                sage_no_self: "the self term is missing", sage_degree_plus_one: "divided by degree + 1",
+                sage_zero_division: "divides 0 by 0", sage_by_source: "aggregate at edge_index[1]"}
+    for wrong, phrase in expected.items():
+        checks.check_sage_layer(wrong)
+        out = capsys.readouterr().out
+        assert phrase in out, (wrong.__name__, out)
+        assert "index_add_(0, dst, x[src])" not in out                   # tier 1: no solution line
+    checks.check_sage_layer(sage_sum, show_solution=True)
+    assert "count.clamp(min=1)" in capsys.readouterr().out               # tier 2: the solution line
+
+
+def test_sage_layer_matches_sageconv():
+    from torch_geometric.nn import SAGEConv
+
+    ei = checks.undirected_edge_index([[0, 1], [1, 2], [2, 3], [0, 3], [3, 4]])   # node 5 isolated
+    conv = SAGEConv(3, 2)
+    weight = torch.cat([conv.lin_r.weight, conv.lin_l.weight], dim=1).detach()
+    x = torch.randn(6, 3)
+    torch.testing.assert_close(sage_ok(x, ei, weight, conv.lin_l.bias.detach()), conv(x, ei).detach(),
+                               atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(checks.reference_sage_layer(x, ei, weight, conv.lin_l.bias.detach()),
+                               conv(x, ei).detach(), atol=1e-5, rtol=1e-5)
+
+
+def test_sage_layer_check_never_raises(capsys):
+    assert not _verdict(checks.check_sage_layer, lambda *a: 1 / 0, capsys)
+    assert not _verdict(checks.check_sage_layer, lambda *a: (_ for _ in ()).throw(NotImplementedError()), capsys)

@@ -238,3 +238,28 @@ def test_ce_grad_float32_result_is_a_dtype_problem_not_a_row_sum_problem(capsys)
     out = _out(checks.check_softmax_cross_entropy_grad, lambda z, y: ce_grad_in_place(z, y).float(), capsys)
     assert "✓ rows sum to zero" in out and "each row of the gradient should sum to 0" not in out
     assert "dtype: expected torch.float64, got torch.float32" in out
+
+
+def test_one_hot_without_num_classes_is_named(capsys):
+    """F.one_hot(y) infers C from y.max() + 1: a case whose labels omit the last class catches it."""
+    def grad_one_hot_inferred(z, y):
+        return (torch.softmax(z, 1) - F.one_hot(y).to(z.dtype)) / len(y)
+
+    def loss_one_hot_inferred(z, y):
+        m = z.max(1, keepdim=True).values
+        log_p = z - m - torch.log(torch.exp(z - m).sum(1, keepdim=True))
+        return -(F.one_hot(y).to(z.dtype) * log_p).sum(1).mean()
+
+    for check, wrong in ((checks.check_softmax_cross_entropy_grad, grad_one_hot_inferred),
+                         (checks.check_softmax_cross_entropy, loss_one_hot_inferred)):
+        out = _out(check, wrong, capsys)
+        assert "✗ labels omit the last class" in out
+        assert "F.one_hot(y) infers C from y.max() + 1" in out and "num_classes=logits.shape[1]" in out
+
+    def loss_one_hot_num_classes(z, y):            # the same code with num_classes: correct
+        m = z.max(1, keepdim=True).values
+        log_p = z - m - torch.log(torch.exp(z - m).sum(1, keepdim=True))
+        return -(F.one_hot(y, z.shape[1]).to(z.dtype) * log_p).sum(1).mean()
+    assert _quiet(checks.check_softmax_cross_entropy, loss_one_hot_num_classes, capsys)
+    assert _grad_ok(ce_grad_softmax_minus_onehot, capsys)
+    assert "✓ labels omit the last class" in _out(checks.check_softmax_cross_entropy_grad, ce_grad_in_place, capsys)

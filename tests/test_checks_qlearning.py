@@ -7,6 +7,9 @@ import re
 import threading
 
 import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
 
 from utils.checks import qlearning as checks
 
@@ -16,6 +19,14 @@ def _verdict(check, fn, capsys) -> bool:
     out = capsys.readouterr().out
     assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
     return verdict
+
+
+def _accepts_and_rejects(check, right, wrong, capsys):
+    """Every correct version passes, every mistake fails."""
+    for fn in right:
+        assert _verdict(check, fn, capsys), fn.__name__
+    for fn in wrong:
+        assert not _verdict(check, fn, capsys), fn.__name__
 
 
 # ---------------------------------------------------------------- value iteration
@@ -91,6 +102,18 @@ def test_value_iteration_check_stops_a_divergent_loop(capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "did not stop within 0.3 s" in out and "sum over s'" in out
     assert checks.check_value_iteration(checks.reference_value_iteration)   # the limit leaves correct code alone
+
+
+def test_value_iteration_blow_up_names_the_axis(capsys):
+    """A loop with a cap that ends with huge values (no time-out) gets the P @ V hint too."""
+    assert not _verdict(checks.check_value_iteration, vi_transposed, capsys)
+    checks.check_value_iteration(vi_transposed)
+    out = capsys.readouterr().out
+    assert "V blows up: does P @ V sum over s'" in out and "did not stop" not in out, out
+    checks.check_value_iteration(vi_no_gamma)                              # gamma forgotten: V grows too
+    assert "blows up" in capsys.readouterr().out
+    checks.check_value_iteration(vi_one_sweep)                             # wrong, but small: no such hint
+    assert "blows up" not in capsys.readouterr().out
 
 
 def test_value_iteration_time_limit_outside_the_main_thread(capsys, monkeypatch):
@@ -314,6 +337,72 @@ def test_checks_never_raise(capsys):
         raise NotImplementedError()
 
     for check in (checks.check_value_iteration, checks.check_toy_text_to_arrays, checks.check_q_learning_update,
-                  checks.check_epsilon_greedy):
+                  checks.check_epsilon_greedy, checks.check_dqn_loss):
         assert not _verdict(check, boom, capsys)
         assert not _verdict(check, todo, capsys)
+
+
+# ---------------------------------------------------------------- DQN loss
+dqn_ok = checks.reference_dqn_loss          # the notebook's solution, line for line
+
+
+def dqn_ok2(q_net, target_net, batch, gamma):
+    """Correct, written differently: indexing, detach, torch.where on the terminal flag, Huber by hand."""
+    states, actions, rewards, next_states, terminated = batch
+    q_taken = q_net(states)[torch.arange(len(actions), device=actions.device), actions]
+    bootstrap = target_net(next_states).detach().max(dim=1)[0]
+    target = torch.where(terminated.bool(), rewards, rewards + gamma * bootstrap)
+    err = (q_taken - target).abs()
+    return torch.where(err < 1, 0.5 * err ** 2, err - 0.5).mean()
+
+
+def _dqn_variant(name, *, mask=True, online_max=False, grad_target=False, gather_dim=1, loss=F.smooth_l1_loss,
+                 max_not_taken=False, cpu_mask=False):
+    """The solution with one mistake switched on."""
+    def fn(q_net, target_net, batch, gamma):
+        states, actions, rewards, next_states, terminated = batch
+        q_all = q_net(states)
+        q_taken = q_all.max(dim=1).values if max_not_taken else q_all.gather(gather_dim, actions[:, None]).squeeze(1)
+        with torch.enable_grad() if grad_target else torch.no_grad():
+            alive = (torch.ones(len(terminated)) if cpu_mask else 1) - terminated if mask else 1
+            bootstrap = (q_net if online_max else target_net)(next_states).max(dim=1).values
+            target = rewards + gamma * alive * bootstrap
+        return loss(q_taken, target)
+    fn.__name__ = name
+    return fn
+
+
+dqn_no_terminal_mask = _dqn_variant("dqn_no_terminal_mask", mask=False)
+dqn_online_max = _dqn_variant("dqn_online_max", online_max=True)
+dqn_grad_through_target = _dqn_variant("dqn_grad_through_target", grad_target=True)
+dqn_gather_dim0 = _dqn_variant("dqn_gather_dim0", gather_dim=0)
+dqn_mse = _dqn_variant("dqn_mse", loss=F.mse_loss)
+dqn_max_not_taken = _dqn_variant("dqn_max_not_taken", max_not_taken=True)
+dqn_cpu_mask = _dqn_variant("dqn_cpu_mask", cpu_mask=True)     # right values, the mask made on the CPU
+
+
+def test_dqn_loss_check(capsys):
+    _accepts_and_rejects(checks.check_dqn_loss, (dqn_ok, dqn_ok2, _dqn_variant("dqn_variant_default")),
+                         (dqn_no_terminal_mask, dqn_online_max, dqn_grad_through_target, dqn_gather_dim0, dqn_mse,
+                          dqn_max_not_taken, dqn_cpu_mask), capsys)
+
+
+@pytest.mark.parametrize("wrong, phrase", [
+    (dqn_no_terminal_mask, "(1 - terminated)"), (dqn_online_max, "use target_net(next_states)"),
+    (dqn_grad_through_target, "a gradient reached the target network"), (dqn_gather_dim0, "wrong dimension"),
+    (dqn_mse, "Huber"), (dqn_max_not_taken, "not the action taken")], ids=lambda v: getattr(v, "__name__", ""))
+def test_dqn_loss_names_the_mistake(wrong, phrase, capsys):
+    checks.check_dqn_loss(wrong)
+    out = capsys.readouterr().out
+    assert phrase in out and "smooth_l1_loss(q_taken, target)" not in out, out     # tier 1: no solution line
+
+
+def test_dqn_loss_solution_tier(capsys):
+    checks.check_dqn_loss(dqn_mse, show_solution=True)
+    assert "smooth_l1_loss(q_taken, target)" in capsys.readouterr().out            # tier 2: the solution line
+
+
+def test_dqn_hand_batch_value():
+    q_net, target_net = checks._table_net(checks._Q_ONLINE), checks._table_net(checks._Q_TARGET)
+    loss = checks.reference_dqn_loss(q_net, target_net, checks._hand_batch(), 0.9)
+    assert abs(loss.item() - 0.28125) < 1e-6

@@ -22,7 +22,7 @@ def _verdict(check, fn, capsys) -> bool:
 
 
 def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_project=False, bias=False,
-               channels_only_projection=False, stride_on_conv2=False):
+               channels_only_projection=False, stride_on_conv2=False, relu_before_add=False):
     class Block(nn.Module):
         def __init__(self, cin, cout, stride=1):
             super().__init__()
@@ -39,7 +39,10 @@ def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_pro
 
         def forward(self, x):
             idt = x if self.downsample is None else self.downsample(x)
-            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x))))) + idt
+            out = self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))
+            if relu_before_add:
+                return F.relu(out) + idt
+            out = out + idt
             return F.relu(out) if relu_after_add else out
 
     return Block
@@ -157,3 +160,22 @@ def test_block_check_names_the_stride_mistakes(capsys):
     assert not _verdict(checks.check_basic_block, make_block(stride_on_conv2=True), capsys)
     checks.check_basic_block(make_block(stride_on_conv2=True))
     assert "stride on conv1" in capsys.readouterr().out
+
+
+def test_block_check_names_relu_before_the_add(capsys):
+    """ReLU(F(x)) + x passes the zero-init case but gives negative outputs: the note says where the ReLU goes."""
+    assert not _verdict(checks.check_basic_block, make_block(relu_before_add=True), capsys)
+    checks.check_basic_block(make_block(relu_before_add=True))
+    assert "the final ReLU must come after the add" in capsys.readouterr().out
+
+
+def test_resnet18_check_names_a_biased_stem(capsys):
+    def biased_stem(n):
+        m = tv_resnet18(weights=None, num_classes=n)
+        m.conv1 = nn.Conv2d(3, 64, 7, stride=2, padding=3, bias=True)
+        return m
+
+    assert not _verdict(checks.check_resnet18, biased_stem, capsys)
+    checks.check_resnet18(biased_stem)
+    out = capsys.readouterr().out
+    assert "64 extra parameters: a bias on the 64-channel stem conv (BatchNorm follows, so bias=False)" in out, out

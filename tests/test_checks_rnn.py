@@ -80,6 +80,16 @@ def lstm_split_weights(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
     return (o * torch.tanh(c_new), c_new)
 
 
+def no_bias_hh(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    return lstm_ok(x, h, c, w_ih, w_hh, b_ih, torch.zeros_like(b_hh))
+
+
+def h_from_old_c(x, h, c, w_ih, w_hh, b_ih, b_hh):
+    i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
+    c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+    return torch.sigmoid(o) * torch.tanh(c), c_new
+
+
 def test_lstm_cell_check(capsys):
     assert _verdict(checks.check_lstm_cell, checks.reference_lstm_cell, capsys)
     assert _verdict(checks.check_lstm_cell, lstm_ok, capsys)
@@ -89,9 +99,6 @@ def test_lstm_cell_check(capsys):
         i, f, o, g = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
         c = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         return torch.sigmoid(o) * torch.tanh(c), c
-
-    def no_bias_hh(x, h, c, w_ih, w_hh, b_ih, b_hh):
-        return lstm_ok(x, h, c, w_ih, w_hh, b_ih, torch.zeros_like(b_hh))
 
     def sigmoid_g(x, h, c, w_ih, w_hh, b_ih, b_hh):
         i, f, g, o = (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)
@@ -107,7 +114,7 @@ def test_lstm_cell_check(capsys):
         h, c = lstm_ok(*args)
         return c, h
 
-    for wrong in (order_ifog, no_bias_hh, sigmoid_g, h_without_tanh, returns_c_first):
+    for wrong in (order_ifog, no_bias_hh, h_from_old_c, sigmoid_g, h_without_tanh, returns_c_first):
         assert not _verdict(checks.check_lstm_cell, wrong, capsys), wrong.__name__
 
 
@@ -130,6 +137,14 @@ def clip_flat(parameters, max_norm):
     return total
 
 
+def always_rescale(parameters, max_norm):  # also scales gradients whose norm is below max_norm up
+    params = [p for p in parameters if p.grad is not None]
+    total = float(torch.cat([p.grad.flatten() for p in params]).norm())
+    for p in params:
+        p.grad.mul_(max_norm / total)
+    return total
+
+
 def test_clip_grad_norm_check(capsys):
     assert _verdict(checks.check_clip_grad_norm, clip_ok, capsys)
     assert _verdict(checks.check_clip_grad_norm, clip_flat, capsys)
@@ -143,13 +158,6 @@ def test_clip_grad_norm_check(capsys):
                 if n > max_norm:
                     p.grad.mul_(max_norm / n)
         return total ** 0.5
-
-    def always_rescale(parameters, max_norm):
-        params = [p for p in parameters if p.grad is not None]
-        total = float(torch.cat([p.grad.flatten() for p in params]).norm())
-        for p in params:
-            p.grad.mul_(max_norm / total)
-        return total
 
     def sum_of_norms(parameters, max_norm):
         params = [p for p in parameters if p.grad is not None]
@@ -255,3 +263,86 @@ def _rnn_inputs():
     g = torch.Generator().manual_seed(0)
     return (torch.randn(4, 2, 3, generator=g), torch.randn(2, 5, generator=g), torch.randn(5, 3, generator=g),
             torch.randn(5, 5, generator=g), torch.randn(5, generator=g))
+
+
+def sample_ok(logits, temperature, generator):
+    probs = torch.softmax(logits / temperature, dim=-1)
+    return torch.multinomial(probs.cpu(), 1, generator=generator)[:, 0].to(logits.device)
+
+
+def sample_log_space(logits, temperature, generator):
+    """Correct, written differently: log-probabilities in float64, exponentiated, then one draw per row."""
+    logp = torch.nn.functional.log_softmax(logits.detach().cpu().double() / temperature, dim=-1)
+    return torch.multinomial(logp.exp(), num_samples=1, generator=generator).squeeze(1).to(logits.device)
+
+
+def test_sample_with_temperature_check(capsys):
+    assert _verdict(checks.check_sample_with_temperature, sample_ok, capsys)
+    assert _verdict(checks.check_sample_with_temperature, sample_log_space, capsys)
+
+    def times_t(logits, temperature, generator):
+        return sample_ok(logits * temperature ** 2, temperature, generator)          # softmax(logits * T)
+
+    def softmax_then_divide(logits, temperature, generator):
+        probs = torch.softmax(logits, dim=-1) / temperature                          # multinomial renormalises
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+
+    def global_rng(logits, temperature, generator):
+        return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)[:, 0]
+
+    def greedy(logits, temperature, generator):
+        return logits.argmax(dim=-1)
+
+    def probabilities(logits, temperature, generator):
+        return torch.softmax(logits / temperature, dim=-1)
+
+    def keeps_sample_dim(logits, temperature, generator):
+        return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1, generator=generator)
+
+    def gumbel_global(logits, temperature, generator):                               # right law, wrong generator
+        u = torch.rand(logits.shape).clamp_min(1e-12)
+        return (logits / temperature - torch.log(-torch.log(u))).argmax(dim=-1)
+
+    for wrong in (times_t, softmax_then_divide, global_rng, greedy, probabilities, keeps_sample_dim, gumbel_global):
+        assert not _verdict(checks.check_sample_with_temperature, wrong, capsys), wrong.__name__
+
+
+def test_sample_with_temperature_names_the_mistake(capsys):
+    def times_t(logits, temperature, generator):
+        return sample_ok(logits * temperature ** 2, temperature, generator)
+
+    def softmax_then_divide(logits, temperature, generator):
+        return torch.multinomial(torch.softmax(logits, dim=-1) / temperature, 1, generator=generator)[:, 0]
+
+    def global_rng(logits, temperature, generator):
+        return torch.multinomial(torch.softmax(logits / temperature, dim=-1), 1)[:, 0]
+
+    checks.check_sample_with_temperature(times_t)
+    assert "softmax(logits * T): divide by T" in capsys.readouterr().out
+    checks.check_sample_with_temperature(softmax_then_divide)
+    assert "as if T = 1" in capsys.readouterr().out
+    checks.check_sample_with_temperature(global_rng)
+    out = capsys.readouterr().out
+    assert "draw only from `generator`" in out and "✗ T = 0.5" not in out          # the law itself is right
+    checks.check_sample_with_temperature(global_rng, show_solution=True)
+    assert "torch.multinomial(probs.cpu(), 1, generator=generator)" in capsys.readouterr().out
+
+
+def test_lstm_cell_check_names_the_old_c_and_a_forgotten_bias(capsys):
+    for wrong, named in ((h_from_old_c, "h_new computed from the old c"), (no_bias_hh, "bias_hh forgotten")):
+        assert not _verdict(checks.check_lstm_cell, wrong, capsys)
+        checks.check_lstm_cell(wrong)
+        out = capsys.readouterr().out
+        assert "✗ N = 3, D = 4, H = 5" in out and named in out, out
+        assert "hint:" in out and "solution:" not in out
+        checks.check_lstm_cell(wrong, show_solution=True)
+        assert "solution: z = x @ weight_ih.T" in capsys.readouterr().out
+
+
+def test_clip_grad_norm_names_scaling_up_below_max_norm(capsys):
+    checks.check_clip_grad_norm(always_rescale)
+    out = capsys.readouterr().out
+    assert "✗ total norm below max_norm" in out
+    assert "gradients whose norm is below max_norm must stay unchanged" in out, out
+    checks.check_clip_grad_norm(clip_flat)
+    assert "must stay unchanged" not in capsys.readouterr().out

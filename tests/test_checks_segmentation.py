@@ -131,3 +131,83 @@ def test_conv_matrix_check_names_column_major(capsys):
 
     assert not checks.check_conv_matrix(column_major)
     assert "check the flattening order: input pixel (h, w) is column h * W + w" in capsys.readouterr().out
+
+
+def _ordered_unet(order, relu_head=False, zeros_up=False):
+    """A correct U-Net whose modules are created in ``order`` (so each gets other initial weights)."""
+    class Net(nn.Module):
+        def __init__(self, cin, ncls, c, skips=True):
+            super().__init__()
+            self.skips = skips
+            make = {"enc1": lambda: _double(cin, c), "enc2": lambda: _double(c, 2 * c),
+                    "bottom": lambda: _double(2 * c, 4 * c), "up2": lambda: nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2),
+                    "dec2": lambda: _double(4 * c, 2 * c), "up1": lambda: nn.ConvTranspose2d(2 * c, c, 2, stride=2),
+                    "dec1": lambda: _double(2 * c, c), "head": lambda: nn.Conv2d(c, ncls, 1)}
+            for name in order:
+                setattr(self, name, make[name]())
+
+        def join(self, up, skip):
+            if self.skips:
+                return torch.cat([up, skip], 1)
+            if zeros_up:                                          # wrong: drops the decoder path, keeps the skip
+                return torch.cat([torch.zeros_like(up), skip], 1)
+            return torch.cat([up, torch.zeros_like(skip)], 1)
+
+        def forward(self, x):
+            e1 = self.enc1(x)
+            e2 = self.enc2(F.max_pool2d(e1, 2))
+            b = self.bottom(F.max_pool2d(e2, 2))
+            out = self.head(self.dec1(self.join(self.up1(self.dec2(self.join(self.up2(b), e2))), e1)))
+            return F.relu(out) if relu_head else out
+
+    return Net
+
+
+_ORDERS = [
+    ["enc1", "bottom", "up2", "dec2", "up1", "dec1", "head", "enc2"],   # rejected by the old single-seed test
+    ["dec2", "bottom", "up1", "dec1", "up2", "head", "enc2", "enc1"],
+    ["enc1", "up1", "head", "enc2", "dec2", "bottom", "dec1", "up2"],
+    ["enc1", "enc2", "head", "up1", "bottom", "dec2", "up2", "dec1"],
+    ["head", "dec1", "up1", "dec2", "up2", "bottom", "enc2", "enc1"],
+]
+
+
+def test_unet_check_accepts_any_creation_order(capsys):
+    for order in _ORDERS:
+        assert _verdict(checks.check_unet, _ordered_unet(order), capsys), order
+
+
+def test_unet_check_names_relu_after_head(capsys):
+    assert not checks.check_unet(_ordered_unet(_ORDERS[0], relu_head=True))
+    out = capsys.readouterr().out
+    assert "✗ outputs are logits" in out and "no activation after the 1×1 head" in out
+    assert "skips=False gives the same output" not in out and "look like probabilities" not in out
+
+
+def test_unet_check_rejects_zeroed_decoder_path(capsys):
+    assert not checks.check_unet(_ordered_unet(_ORDERS[0], zeros_up=True))
+    out = capsys.readouterr().out
+    line = next(ln for ln in out.splitlines() if "with skips=False these layers get no gradient:" in ln)
+    assert all(name in line for name in ("enc2", "bottom", "up2", "dec2", "up1")) and "enc1" not in line
+
+
+def test_iou_check_names_dice_and_integer_division(capsys):
+    assert not checks.check_iou_per_class(lambda p, t, n: 2 * iou_vectorised(p, t, n) / (1 + iou_vectorised(p, t, n)))
+    out = capsys.readouterr().out
+    assert "that is the Dice coefficient" in out and "not per image" not in out
+    assert not checks.check_iou_per_class(lambda p, t, n: torch.stack(
+        [((p == c) & (t == c)).sum() // ((p == c) | (t == c)).sum().clamp(min=1) for c in range(n)]).float())
+    out = capsys.readouterr().out
+    assert "an integer division" in out and "not per image" not in out
+
+
+def test_iou_check_per_image_hint_only_when_single_map_passes(capsys):
+    def first_image_only(pred, target, num_classes):  # right on one map, ignores the rest of a batch
+        return iou_vectorised(pred[0] if pred.dim() == 3 else pred, target[0] if target.dim() == 3 else target,
+                              num_classes)
+
+    assert not checks.check_iou_per_class(first_image_only)
+    assert "a single map comes out right, so count the pixels over the whole batch" in capsys.readouterr().out
+    assert not checks.check_iou_per_class(  # recall: wrong everywhere, so no per-image suffix
+        lambda p, t, n: torch.stack([((p == c) & (t == c)).sum() / (t == c).sum().clamp(min=1) for c in range(n)]).float())
+    assert "not per image" not in capsys.readouterr().out

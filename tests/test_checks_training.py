@@ -276,3 +276,82 @@ def test_sgd_device_advice_names_p(capsys):
     out = capsys.readouterr().out
     device_line = next(line for line in out.splitlines() if "inputs on another device" in line)
     assert "p's device" in device_line and "x an input tensor" not in device_line, device_line
+
+
+# ----- second review: named mistakes ------------------------------------------------------------
+def sgd_dampened_first_grad(p, grad, buf, lr, momentum, nesterov=False):
+    buf = grad.clone() if buf is None else momentum * buf + (1 - momentum) * grad   # PyTorch's dampening=momentum
+    p.sub_(lr * (grad + momentum * buf if nesterov else buf))
+    return buf
+
+
+@pytest.mark.parametrize("wrong", [sgd_dampened, sgd_dampened_first_grad])
+def test_sgd_check_names_dampening(wrong, capsys):
+    assert not checks.check_sgd_momentum_step(wrong)
+    out = capsys.readouterr().out
+    assert "(1 - momentum) dampening" in out
+    assert "✓ momentum 0 (plain SGD)" in out
+
+
+def test_sgd_check_no_dampening_note_for_other_mistakes(capsys):
+    assert not checks.check_sgd_momentum_step(sgd_plus_sign)
+    assert "dampening" not in capsys.readouterr().out.split("hint:")[0]
+
+
+def bn_updates_running_in_place(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    y, rm, rv = _bn(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    if training:
+        running_mean.copy_(rm)
+        running_var.copy_(rv)
+    return y, running_mean, running_var
+
+
+def bn_centres_x_in_place(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    y, rm, rv = _bn(x.clone(), gamma, beta, running_mean, running_var, training, momentum, eps)
+    x.sub_(x.mean())                                            # scratch work on the caller's tensor
+    return y, rm, rv
+
+
+@pytest.mark.parametrize("wrong, name", [(bn_updates_running_in_place, "running_mean"),
+                                         (bn_centres_x_in_place, "x")])
+def test_bn_check_rejects_in_place_changes(wrong, name, capsys):
+    assert not _verdict(checks.check_batchnorm_forward, wrong, capsys)
+    checks.check_batchnorm_forward(wrong)
+    assert f"{name} was changed in place" in capsys.readouterr().out
+
+
+def bn_unbiased_normalisation(x, gamma, beta, running_mean, running_var, training, momentum, eps):
+    y, rm, rv = _bn(x, gamma, beta, running_mean, running_var, training, momentum, eps)
+    if training:
+        D, shape = [0, *range(2, x.ndim)], [1, -1] + [1] * (x.ndim - 2)
+        var = x.var(D, unbiased=True, keepdim=True)
+        y = (x - x.mean(D, keepdim=True)) / torch.sqrt(var + eps) * gamma.reshape(shape) + beta.reshape(shape)
+    return y, rm, rv
+
+
+def test_bn_check_names_unbiased_normalisation(capsys):
+    assert not _verdict(checks.check_batchnorm_forward, bn_unbiased_normalisation, capsys)
+    checks.check_batchnorm_forward(bn_unbiased_normalisation)
+    out = capsys.readouterr().out
+    assert out.count("normalised with the unbiased variance") == 3             # the three training cases
+    assert "✓ eval mode uses the running statistics" in out
+    checks.check_batchnorm_forward(lambda *a: _bn(*a, dims=[0]))                 # another mistake: no such note
+    assert "unbiased variance" not in capsys.readouterr().out.split("hint:")[0]
+
+
+def bn_backward_no_variance_term(dy, x, gamma, eps):
+    D = _dims(x)
+    shape = [1, -1] + [1] * (x.ndim - 2)
+    var = x.var(D, unbiased=False, keepdim=True)
+    x_hat = (x - x.mean(D, keepdim=True)) / torch.sqrt(var + eps)
+    dx = gamma.reshape(shape) / torch.sqrt(var + eps) * (dy - dy.mean(D, keepdim=True))
+    return dx, (dy * x_hat).sum(D), dy.sum(D)
+
+
+def test_batchnorm_backward_check_names_missing_variance_term(capsys):
+    assert not _verdict(checks.check_batchnorm_backward, bn_backward_no_variance_term, capsys)
+    checks.check_batchnorm_backward(bn_backward_no_variance_term)
+    out = capsys.readouterr().out
+    assert "missing the variance term" in out and "constants" not in out
+    checks.check_batchnorm_backward(bn_backward_constant_stats)
+    assert "missing the variance term" not in capsys.readouterr().out

@@ -90,3 +90,18 @@ def test_outputs_leak_no_paths_user_names_or_noise(path):
             if noise == "it/s]":
                 continue  # tqdm widgets store a stable first frame; nbval sanitizes rates
             assert noise not in text, f"{noise!r} in the output of: {source_of(cell)[:60]}"
+
+
+MAX_WORDS = 150  # ../STYLE.md: theory <= 150 words per markdown cell, one idea per cell
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_markdown_cells_hold_one_idea_of_at_most_150_words(path):
+    """The title cell (objectives) and the wrap-up (bullets, exercises, references) are exempt."""
+    cells = _load(path).cells
+    long = [
+        (i, len(source_of(c).split()))
+        for i, c in enumerate(cells[1:-1], start=1)
+        if c.cell_type == "markdown" and len(source_of(c).split()) > MAX_WORDS
+    ]
+    assert not long, f"markdown cells over {MAX_WORDS} words (cell, words): {long}; split them at idea boundaries"

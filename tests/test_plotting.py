@@ -102,6 +102,63 @@ def test_show_images_bad_labels():
         show_images(torch.rand(4, 1, 8, 8), ncols=0)
 
 
+def test_show_images_row_labels(rc_unchanged):
+    fig = show_images(torch.rand(6, 1, 8, 8), ncols=3, row_labels=["input", "output"])
+    assert len(fig.axes) == 6 and sum(len(ax.images) for ax in fig.axes) == 6
+    assert [ax.get_ylabel() for ax in fig.axes] == ["input", "", "", "output", "", ""]
+    first = fig.axes[0]
+    assert first.axison and first.yaxis.label.get_visible()      # shown, although the others are "off"
+    assert list(first.get_xticks()) == [] and list(first.get_yticks()) == []
+    assert not any(spine.get_visible() for spine in first.spines.values())
+    assert not fig.axes[1].axison                                 # the other panels stay bare
+    # a last incomplete row still counts: 5 images in rows of 3 need 2 labels
+    fig = show_images(torch.rand(5, 8, 8), ncols=3, row_labels=("a", "b"))
+    assert [ax.get_ylabel() for ax in fig.axes[::3]] == ["a", "b"]
+
+
+def test_show_images_defaults_unchanged(rc_unchanged):
+    """Without the new options the figure is the same as before: bare panels, no colour bar."""
+    fig = show_images(torch.rand(4, 1, 8, 8), ncols=2)
+    assert len(fig.axes) == 4
+    assert not any(ax.axison for ax in fig.axes)
+    assert fig.axes[0].images[0].get_clim() == (0.0, 1.0)
+    assert fig.get_size_inches() == pytest.approx((2 * 1.2, 2 * 1.2 + 0.4))
+
+
+def test_show_images_colorbar(rc_unchanged):
+    images = torch.linspace(-3, 5, 4 * 16).reshape(4, 1, 4, 4)
+    fig = show_images(images, ncols=2, cmap="viridis", vmin=None, vmax=None, colorbar=True,
+                      cbar_label="activation (a.u.)")
+    assert len(fig.axes) == 5                                     # 4 panels + the bar
+    bar = fig.axes[-1]
+    assert bar.get_ylabel() == "activation (a.u.)"
+    clims = {ax.images[0].get_clim() for ax in fig.axes[:4]}
+    assert clims == {(-3.0, 5.0)}                                 # one shared scale, from all images
+    assert bar.get_position().x0 > max(ax.get_position().x1 for ax in fig.axes[:4])
+    fig = show_images(images, cmap="RdBu_r", vmin=-5, vmax=5, colorbar=True)
+    assert fig.axes[0].images[0].get_clim() == (-5, 5) and fig.axes[-1].get_ylabel() == ""
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"row_labels": ["only one"]}, ValueError, r"row_labels: expected 2 labels.*got 1"),
+        ({"row_labels": "ab"}, TypeError, "row_labels: expected a sequence of str"),
+        ({"row_labels": [1, 2]}, TypeError, "row_labels"),
+        ({"colorbar": "yes"}, TypeError, "colorbar: expected a bool, got str"),
+        ({"vmin": 1.0, "vmax": 0.0}, ValueError, "vmin, vmax: expected vmin < vmax"),
+    ],
+)
+def test_show_images_bad_options(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        show_images(torch.rand(4, 1, 8, 8), ncols=2, **kwargs)
+
+
+def test_show_images_colorbar_needs_one_channel():
+    with pytest.raises(ValueError, match="colorbar: expected single-channel images.*got 3-channel"):
+        show_images(torch.rand(2, 3, 8, 8), colorbar=True)
+
+
 # ---------------------------------------------------------------------------- plot_history
 
 

@@ -65,6 +65,9 @@ def show_images(
     size: float = 1.2,
     vmin: float | None = 0.0,
     vmax: float | None = 1.0,
+    row_labels: Sequence[str] | None = None,
+    colorbar: bool = False,
+    cbar_label: str | None = None,
 ):
     """Grid of images.
 
@@ -75,13 +78,23 @@ def show_images(
         title: figure title.
         cmap: colour map for single-channel images.
         size: inches per image.
-        vmin, vmax: colour range for single-channel images (None: per image).
+        vmin, vmax: colour range for single-channel images (None: per image; with
+            ``colorbar=True``, None means the minimum/maximum over all images, so every
+            panel shares the bar's scale).
+        row_labels: optional text drawn left of each row, one per row (``ceil(N / ncols)``
+            of them), e.g. ``["input", "reconstruction"]``.
+        colorbar: draw one colour bar shared by all panels (single-channel images only;
+            meant for value maps such as heatmaps drawn with a non-gray ``cmap``).
+        cbar_label: label of the colour bar (what the colours measure, with units).
 
     Returns:
         matplotlib.figure.Figure
 
     Raises:
-        ValueError: wrong number of dims or channels, or labels of the wrong length.
+        TypeError: ``row_labels`` is a string or holds non-strings, or ``colorbar`` is not
+            a bool.
+        ValueError: wrong number of dims or channels, captions or row labels of the wrong
+            length, ``vmin >= vmax``, or a colour bar asked for colour (RGB) images.
     """
     arr = _to_numpy(images)
     check_int("ncols", ncols, minimum=1)
@@ -93,25 +106,61 @@ def show_images(
         )
     if labels is not None and len(labels) != len(arr):
         raise ValueError(f"labels: expected {len(arr)} captions, got {len(labels)}")
+    if not isinstance(colorbar, bool):
+        raise TypeError(f"colorbar: expected a bool, got {type(colorbar).__name__} {colorbar!r}")
+    if vmin is not None and vmax is not None and not vmin < vmax:
+        raise ValueError(f"vmin, vmax: expected vmin < vmax, got vmin={vmin!r}, vmax={vmax!r}")
     n = len(arr)
     ncols = min(ncols, max(n, 1))
     nrows = max(1, math.ceil(n / ncols))
+    if row_labels is not None:
+        if isinstance(row_labels, str) or not all(isinstance(r, str) for r in row_labels):
+            raise TypeError(f"row_labels: expected a sequence of str, got {row_labels!r}")
+        if len(row_labels) != nrows:
+            raise ValueError(
+                f"row_labels: expected {nrows} labels (one per row of {ncols} images), "
+                f"got {len(row_labels)}"
+            )
+    if colorbar:
+        if arr.shape[1] != 1:
+            raise ValueError(
+                "colorbar: expected single-channel images (a colour bar maps values to "
+                f"colours), got {arr.shape[1]}-channel images"
+            )
+        finite = arr[np.isfinite(arr)]
+        if vmin is None and finite.size:
+            vmin = float(finite.min())
+        if vmax is None and finite.size:
+            vmax = float(finite.max())
     with style():
-        fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + 0.4),
-                                 squeeze=False)
+        bar_room = 1.1 if colorbar else 0.0  # inches right of the grid for the bar, its ticks and label
+        width = size * ncols + bar_room
+        fig, axes = plt.subplots(nrows, ncols, figsize=(width, size * nrows + 0.4), squeeze=False)
+        image = None
         for i, ax in enumerate(axes.flat):
             ax.axis("off")
             if i >= n:
                 continue
             if arr.shape[1] == 1:
-                ax.imshow(arr[i, 0], cmap=cmap, vmin=vmin, vmax=vmax)
+                image = ax.imshow(arr[i, 0], cmap=cmap, vmin=vmin, vmax=vmax)
             else:
                 ax.imshow(np.clip(arr[i].transpose(1, 2, 0), 0, 1))
             if labels is not None:
                 ax.set_title(str(labels[i]), fontsize=8)
+        for ax, text in zip(axes[:, 0], row_labels or ()):
+            ax.axis("on")  # an Axes that is "off" hides its ylabel: show it, without ticks or frame
+            ax.set(xticks=[], yticks=[])
+            ax.grid(False)
+            ax.spines[:].set_visible(False)
+            ax.set_ylabel(text, rotation=0, ha="right", va="center", fontsize=9)
         if title:
             fig.suptitle(title)
-        fig.tight_layout()
+        fig.tight_layout(rect=(0, 0, 1 - bar_room / width, 1))
+        if colorbar and image is not None:  # one bar as tall as the grid, in the room kept free
+            boxes = [ax.get_position() for ax in axes.flat]
+            bottom, top = min(b.y0 for b in boxes), max(b.y1 for b in boxes)
+            cax = fig.add_axes((1 - (bar_room - 0.1) / width, bottom, 0.15 / width, top - bottom))
+            fig.colorbar(image, cax=cax, label=cbar_label or "")
     return fig
 
 

@@ -73,14 +73,17 @@ def _attention_cases(with_v: bool):
     return cases
 
 
-def _manual_attention(q, k, v=None, mask=None, dim=-1):
-    """Attention with the softmax over ``dim`` (-1: the keys, right; -2: the queries, a typical slip)."""
+def _manual_attention(q, k, v=None, mask=None, dim=-1, scaled=True, mask_after=False):
+    """Attention with the softmax over ``dim`` (-1: the keys, right; -2: the queries, a typical slip), optionally
+    with two other slips: no 1/sqrt(d_k) scale, or the mask applied to the weights after the softmax."""
     import torch
 
-    scores = q @ k.transpose(-2, -1) / math.sqrt(q.shape[-1])
-    if mask is not None:
+    scores = q @ k.transpose(-2, -1) / (math.sqrt(q.shape[-1]) if scaled else 1.0)
+    if mask is not None and not mask_after:
         scores = scores.masked_fill(~mask, float("-inf"))
     w = torch.softmax(scores, dim=dim)
+    if mask is not None and mask_after:
+        w = w.masked_fill(~mask, 0.0)
     return w if v is None else w @ v
 
 
@@ -118,6 +121,12 @@ def _diagnosed(args, kwargs, reference):
         if _same(_manual_attention(*args, mask=mask, dim=-2), got):
             return msg + (" (the softmax runs over the queries, dim=-2: it must run over the keys, dim=-1, so "
                           "that each query's weights sum to 1)")
+        if _same(_manual_attention(*args, mask=mask, scaled=False), got):
+            return msg + (" (missing the 1/sqrt(d_k) scale: without it the scores grow with d_k and the softmax "
+                          "saturates)")
+        if mask is not None and _same(_manual_attention(*args, mask=mask, mask_after=True), got):
+            return msg + (" (masking after the softmax: zeroing the blocked weights leaves rows that no longer sum "
+                          "to 1; block the scores before the softmax)")
         if not torch.isfinite(got).all():
             return msg + (" (NaN or inf: use torch.softmax, which subtracts each row's maximum, and set blocked "
                           "scores to -inf before it, not after)")
@@ -244,7 +253,13 @@ def check_multi_head_attention(MultiHeadAttention) -> bool:
                 blocked = ~mask if mask.dim() == 2 else (~mask).repeat_interleave(h, dim=0)
             with torch.no_grad():
                 want, _ = ref(q, k, v, attn_mask=blocked, need_weights=False)
-                got = m(q, k, v) if mask is None else m(q, k, v, mask=mask)
+                try:
+                    got = m(q, k, v) if mask is None else m(q, k, v, mask=mask)
+                except RuntimeError as exc:
+                    if mask is None or mask.dim() != 3:
+                        raise
+                    return (f"RuntimeError: {str(exc).splitlines()[0]}: the mask must broadcast over heads: "
+                            "unsqueeze(1) turns the (B, T, S) mask into (B, 1, T, S) for the (B, heads, T, S) scores")
             msg = compare_values(want, got, atol=1e-9, rtol=1e-7)
             if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 return msg
@@ -291,6 +306,21 @@ def reference_positional_encoding(seq_len: int, d_model: int):
     return pe.float()
 
 
+def _pe_mistake(got, seq_len: int, d_model: int) -> str:
+    """Name the exponent slip i / d_model (i the pair index) instead of 2i / d_model ("" if it does not explain ``got``)."""
+    import torch
+
+    pos = torch.arange(seq_len, dtype=torch.float64)[:, None]
+    angle = pos / 10000.0 ** (torch.arange(d_model // 2 + d_model % 2, dtype=torch.float64) / d_model)
+    pe = torch.zeros(seq_len, d_model, dtype=torch.float64)
+    pe[:, 0::2], pe[:, 1::2] = torch.sin(angle), torch.cos(angle[:, : d_model // 2])
+    if isinstance(got, torch.Tensor) and got.shape == pe.shape and \
+            torch.allclose(got.detach().cpu().double(), pe, atol=1e-5):
+        return (" (the exponent is i / d_model with i the pair index 0, 1, 2, ...: it must be 2i / d_model, the even "
+                "feature index over d_model, so the frequencies fall from 1 to about 1/10000)")
+    return ""
+
+
 @tiered
 def check_positional_encoding(positional_encoding: Callable) -> bool:
     """Check ``positional_encoding(seq_len, d_model)`` by known values, the formula and invariants."""
@@ -307,7 +337,8 @@ def check_positional_encoding(positional_encoding: Callable) -> bool:
         pe = fn(4, 4).double()
         # position 3, feature 1: cos(3 / 10000^0) = cos 3; feature 2: sin(3 / 10000^(2/4)) = sin(0.03)
         want = torch.tensor([math.sin(3.0), math.cos(3.0), math.sin(0.03), math.cos(0.03)], dtype=torch.float64)
-        return compare_values(want, pe[3], atol=1e-6, path="position 3 of d_model = 4")
+        msg = compare_values(want, pe[3], atol=1e-6, path="position 3 of d_model = 4")
+        return msg + _pe_mistake(pe, 4, 4) if msg else None
 
     def norm_case(fn):
         pe = fn(30, 16).double()
@@ -331,8 +362,10 @@ def check_positional_encoding(positional_encoding: Callable) -> bool:
 
     def formula(seq_len, d_model):
         def test(fn):
-            return compare_values(reference_positional_encoding(seq_len, d_model), fn(seq_len, d_model).float(),
-                                  atol=1e-5, rtol=1e-5)
+            got = fn(seq_len, d_model)
+            msg = compare_values(reference_positional_encoding(seq_len, d_model),
+                                 got.float() if isinstance(got, torch.Tensor) else got, atol=1e-5, rtol=1e-5)
+            return msg + _pe_mistake(got, seq_len, d_model) if msg else None
         return test
 
     cases = [

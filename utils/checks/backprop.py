@@ -27,12 +27,32 @@ def reference_numerical_gradient(f: Callable, x: np.ndarray, eps: float = 1e-6) 
     return grad
 
 
+def _constant_ratio(expected, got) -> float | None:
+    """The ratio got / expected when it is the same for every entry (within 1e-3), else None."""
+    try:
+        e, g = np.asarray(expected, dtype=np.float64), np.asarray(got, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    if e.shape != g.shape or not np.all(np.isfinite(g)) or np.any(np.abs(e) < 1e-3):
+        return None
+    ratios = g / e
+    c = float(np.median(ratios))
+    return c if np.allclose(ratios, c, rtol=1e-3, atol=0) else None
+
+
 def _numgrad_case(name, f, x, expected, eps=None, atol=2e-7, rtol=1e-7) -> Case:
     def test(fn):
         x_in = x.copy()
         got = fn(f, x_in) if eps is None else fn(f, x_in, eps=eps)
         msg = compare_values(expected, got, atol=atol, rtol=rtol, path="gradient")
         if msg:
+            ratio = _constant_ratio(expected, got)
+            if ratio is not None and abs(ratio - 0.5) < 1e-3:
+                return (f"{msg} (every entry is 1/2 of the expected value: x_plus and x_minus are the same "
+                        "array (aliasing), so f_minus is evaluated at x itself; perturb a copy, or restore x[i] "
+                        "between the two evaluations)")
+            if ratio is not None and abs(ratio - 2) < 1e-3:
+                return f"{msg} (every entry is 2 times the expected value: the central difference divides by 2 eps)"
             return msg
         # restoring by arithmetic (x[i] += eps, -= 2 eps, += eps) leaves ~1e-16: only a missing restore counts
         if not np.allclose(x_in, x, rtol=0, atol=1e-10):
@@ -156,7 +176,12 @@ def _mlp_case(name, sizes, n, seed, logit_shift=0.0) -> Case:
         if first_bad:
             problems.append(first_bad)
         ratio = _scale_ratio([t for pair in exp_grads for t in pair], [t for pair in grads for t in pair])
-        if n > 1 and ratio is not None and abs(ratio - n) < 1e-6 * n:
+        if ratio == 0.0:
+            problems.append("all your gradients are 0: is tanh applied to the output layer? At these logits "
+                            "it saturates, tanh' = 0 stops every gradient; the output layer stays linear "
+                            "(softmax follows it)" if logit_shift else "all your gradients are 0: does the "
+                            "backward pass start from delta_L = (softmax - one-hot) / N?")
+        elif n > 1 and ratio is not None and abs(ratio - n) < 1e-6 * n:
             problems.append(f"your gradients are N = {n} times too large: the loss is a mean over the batch, "
                             "so delta_L carries a 1/N")
         elif n > 1 and ratio is not None and abs(ratio - 1 / n) < 1e-6 / n:
@@ -165,8 +190,8 @@ def _mlp_case(name, sizes, n, seed, logit_shift=0.0) -> Case:
             problems.append(f"your gradients are {ratio:.4g} times the expected ones")
         elif first_bad and len(params) > 1:
             last_ok = status[0].endswith(PASS)
-            problems.append("the last layer is right, so delta_L is: look at how delta goes back through W and "
-                            "f'(Z) = 1 - tanh(Z)^2" if last_ok else
+            problems.append("the last layer is right, so δ_L is right; the error is in how δ goes back through "
+                            "the hidden layers: δ_l = (δ_{l+1} W_{l+1}) * f'(Z_l), f'(Z) = 1 - tanh(Z)^2" if last_ok else
                             "the last layer is already wrong: look at delta_L (softmax minus one-hot, over N) and "
                             "dW = delta^T A_prev")
         if _loss_is_sum(exp_loss, loss, n):

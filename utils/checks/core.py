@@ -23,7 +23,7 @@ import numpy as np
 __all__ = ["Case", "compare_values", "run_check", "tiered", "device_case", "probe_device", "to_device", "Note",
            "PASS", "FAIL"]
 
-PASS, FAIL = "✓", "✗"
+PASS, FAIL, SKIP = "✓", "✗", "–"
 
 
 @dataclass
@@ -277,6 +277,11 @@ class Note(str):
     (the device probe does when the stand-in device cannot decide)."""
 
 
+class Skipped(Note):
+    """A case that could not run because of a mistake the other cases report (printed with
+    ``SKIP``, not ``PASS``: a tick beside an error would mislead); not counted as a failure."""
+
+
 # ------------------------------------------------------------------------------- device probe
 #: the line every device probe prints; the same on every machine, so stored reports compare exactly
 DEVICE_CASE_NAME = "inputs on another device: the tensors it creates follow them"
@@ -383,7 +388,7 @@ def _undecided(name: str | None, exc: BaseException, data_note: str | None = Non
         op = re.search(r"aten::\w+|torch\.\w+\(\)", text)
         what = f" ({op.group(0)})" if op else ""
         return Note(f"undecided here: your code uses an operation{what} the stand-in cannot run; {follow}")
-    return Note(f"not decided here: your code {_describe(exc)}; fix the failing cases above first")
+    return Skipped(f"not decided here: your code {_describe(exc)}; fix the failing cases above first")
 
 
 def _device_failure(exc, device, name) -> str:
@@ -515,7 +520,7 @@ def _run_cases(title, student_fn, cases, hint, solution=None) -> bool:
             message = _describe(exc)
         if isinstance(message, Note):
             passed += 1
-            print(f"  {PASS} {case.name} ({message})")
+            print(f"  {SKIP if isinstance(message, Skipped) else PASS} {case.name} ({message})")
         elif message:
             print(f"  {FAIL} {case.name}: {message}")
         else:

@@ -1,4 +1,4 @@
-"""Checks for the YOLO-style detection lab (07): box IoU, NMS, YOLO decoding, average precision."""
+"""Checks for the YOLO-style detection lab (07): box IoU, NMS, YOLO decoding, training targets, average precision."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered
 
-__all__ = ["check_box_iou", "check_nms", "check_decode_yolo", "check_average_precision",
-           "reference_decode_yolo", "random_boxes"]
+__all__ = ["check_box_iou", "check_nms", "check_decode_yolo", "check_build_targets", "check_average_precision",
+           "reference_decode_yolo", "reference_build_targets", "random_boxes"]
 
 
 def random_boxes(n: int, generator, size: float = 64.0):
@@ -117,6 +117,23 @@ def _compare_kept(expected, got) -> str | None:
     return compare_values(expected, got, path="kept indices")
 
 
+def _box_mistake(expected, got, stride) -> str:
+    """Name a typical decoding mistake when ``got`` boxes differ from the ``expected`` xyxy boxes ("" if none fits)."""
+    import torch
+
+    if not isinstance(got, torch.Tensor) or got.shape != expected.shape:
+        return ""
+    got = got.detach().cpu().float()
+    centre, size = (expected[..., :2] + expected[..., 2:]) / 2, expected[..., 2:] - expected[..., :2]
+    if torch.allclose(got, torch.cat([centre, size], -1), atol=1e-4, rtol=1e-5):
+        return "; you returned (cx, cy, w, h); return corners (x1, y1, x2, y2) = centre -+ size / 2"
+    got_size = got[..., 2:] - got[..., :2]
+    if stride != 1 and torch.allclose(got_size, size * stride, atol=1e-3, rtol=1e-4):
+        return (f"; sizes are stride times too large ({stride}x): anchors are already in pixels, "
+                "so size = anchor * exp(t) needs no stride")
+    return ""
+
+
 def reference_decode_yolo(output, anchors, stride):
     """Compact reference: sigmoid offsets + cell, exp sizes * anchors, xyxy in pixels."""
     import torch
@@ -155,6 +172,10 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
         expected = torch.tensor([3.4 - 10.0, 6.7 - 10.0, 3.4 + 10.0, 6.7 + 10.0])
         msg = compare_values(expected, boxes[0, idx], atol=1e-5, rtol=1e-6,
                              path="box of cell (row 6, column 3); its centre must be (x, y) = (3.4, 6.7)")
+        mistake = _box_mistake(expected, boxes[0, idx], 1) if msg and isinstance(boxes, torch.Tensor) \
+            and boxes.dim() == 3 and boxes.shape[1] > idx else ""
+        if mistake:
+            return msg + mistake
         if msg and isinstance(boxes, torch.Tensor) and boxes.shape[-1:] == (4,) and boxes[0].shape[0] > idx:
             b = boxes[0, idx].detach().cpu().double()
             cx, cy = float((b[0] + b[2]) / 2), float((b[1] + b[3]) / 2)
@@ -178,8 +199,10 @@ def check_decode_yolo(decode_yolo: Callable) -> bool:
             exp = reference_decode_yolo(out, anchors, stride)
             for label, e, o in zip(("boxes", "objectness", "class_probs"), exp, got):
                 msg = compare_values(e, o, atol=1e-4, rtol=1e-5, path=label)
+                if msg and label == "boxes":
+                    return msg + (_box_mistake(e, o, stride) or " (order: cell row, cell column, anchor)")
                 if msg:
-                    return msg + " (order: cell row, cell column, anchor)" if label == "boxes" else msg
+                    return msg
             return None
         return test
 
@@ -211,18 +234,31 @@ def check_average_precision(average_precision: Callable) -> bool:
             return 0.0
         return float(average_precision_score(is_tp.numpy(), scores.numpy()) * tp / num_gt)
 
+    def case(name, args, expected=reference):
+        def test(fn):
+            want = expected(*args) if callable(expected) else expected
+            got = fn(*(a.clone() if isinstance(a, torch.Tensor) else a for a in args))
+            msg = compare_values(want, got, atol=1e-6, path="AP")
+            try:
+                higher = float(got) > want + 1e-6
+            except (TypeError, ValueError, RuntimeError):
+                higher = False
+            if msg and higher:
+                msg += ("; higher than expected: did you take the max precision to the right (VOC interpolation)? "
+                        "This AP uses the precision at each recall step as it is")
+            return msg
+        return Case(name, test=test)
+
     g = torch.Generator().manual_seed(0)
     s = torch.randperm(30, generator=g).float() / 30 + 0.01
     tp = (torch.rand(30, generator=g) < 0.6).long()
     cases = [
-        Case("30 detections, 6 objects missed", (s, tp, int(tp.sum()) + 6), expected=reference, atol=1e-6),
-        Case("every detection correct, all found -> 1", (s[:5], torch.ones(5, dtype=torch.long), 5),
-             expected=reference, atol=1e-6),
-        Case("unsorted scores: sort by score first", (s.flip(0), tp.flip(0), int(tp.sum()) + 2),
-             expected=reference, atol=1e-6),
-        Case("no true positive -> 0", (s[:4], torch.zeros(4, dtype=torch.long), 3), expected=reference, atol=1e-6),
-        Case("known value: TP, TP, FP with 4 objects -> 0.5", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 1, 0]), 4),
-             expected=0.25 * 1.0 + 0.25 * 1.0, atol=1e-6),
+        case("30 detections, 6 objects missed", (s, tp, int(tp.sum()) + 6)),
+        case("every detection correct, all found -> 1", (s[:5], torch.ones(5, dtype=torch.long), 5)),
+        case("unsorted scores: sort by score first", (s.flip(0), tp.flip(0), int(tp.sum()) + 2)),
+        case("no true positive -> 0", (s[:4], torch.zeros(4, dtype=torch.long), 3)),
+        case("known value: TP, TP, FP with 4 objects -> 0.5", (torch.tensor([0.9, 0.8, 0.7]), torch.tensor([1, 1, 0]), 4),
+             expected=0.25 * 1.0 + 0.25 * 1.0),
         device_case(s, tp, int(tp.sum()) + 6),
     ]
     return run_check(
@@ -230,4 +266,154 @@ def check_average_precision(average_precision: Callable) -> bool:
         hint='rank detections by score; precision and recall after each one; AP is the area under that curve, summed over the recall increments',
         solution="sort by decreasing score; cumulative TP count tp_k; precision_k = tp_k / k, recall_k = "
              "tp_k / num_gt; AP = sum over k of (recall_k - recall_(k-1)) * precision_k",
+    )
+
+
+def reference_build_targets(boxes_list, labels_list, anchors, S, stride):
+    """Compact reference for the YOLO training targets, (N, S, S, B, 6) on ``anchors.device``.
+
+    Per (image, cell row, cell column, anchor) slot: sigma(t_x), sigma(t_y), t_w, t_h, objectness,
+    class. Each object fills the slot of the cell that contains its centre (floor of centre / stride)
+    and of the anchor whose (w, h) has the highest IoU with its (w, h) when both are centred together.
+    """
+    import torch
+
+    t = anchors.new_zeros(len(boxes_list), S, S, len(anchors), 6)
+    for n, (boxes, labels) in enumerate(zip(boxes_list, labels_list)):
+        if len(boxes) == 0:
+            continue
+        centre = (boxes[:, :2] + boxes[:, 2:]) / 2 / stride                  # (K, 2) in cells
+        wh = boxes[:, 2:] - boxes[:, :2]                                      # (K, 2) in pixels
+        cell = centre.floor().long()                                          # (K, 2): column j, row i
+        inter = torch.minimum(wh[:, None], anchors[None]).prod(-1)            # (K, B)
+        best = (inter / (wh.prod(1)[:, None] + anchors.prod(1)[None] - inter)).argmax(1)
+        values = torch.cat([centre - cell, torch.log(wh / anchors[best]),
+                            torch.ones_like(wh[:, :1]), labels[:, None].to(t.dtype)], 1)
+        t[n, cell[:, 1], cell[:, 0], best] = values
+    return t
+
+
+_TARGET_CHANNELS = (
+    ((0, 1), "centre offsets sigma(t_x), sigma(t_y) = x/s - j, y/s - i (fractions of a cell, in [0, 1))"),
+    ((2, 3), "size targets t_w, t_h = log(w / p_w), log(h / p_h)"),
+    ((4,), "objectness"),
+    ((5,), "class"),
+)
+
+
+def _slots(t) -> list[tuple[int, ...]]:
+    return [tuple(int(v) for v in idx) for idx in (t[..., 4] != 0).nonzero().tolist()]
+
+
+def _diagnose_targets(expected, got, stride=None) -> str | None:
+    """Explain how ``got`` differs from the expected target tensor: which slots, which values."""
+    import torch
+
+    if not isinstance(got, torch.Tensor):
+        return f"expected a torch.Tensor of shape {tuple(expected.shape)}, got {type(got).__name__}"
+    if got.shape != expected.shape:
+        return (f"shape: expected {tuple(expected.shape)} = (images, rows S, columns S, anchors B, 6), "
+                f"got {tuple(got.shape)}")
+    msg = compare_values(expected, got, atol=1e-5, rtol=1e-5, path="targets")
+    if msg is None:
+        return None
+    got = got.detach().cpu().float()
+    want, have = _slots(expected), _slots(got)
+    if want != have:
+        def listed(slots):
+            shown = ", ".join(f"({n}, {r}, {c}, {a})" for n, r, c, a in slots[:3])
+            return (shown + (f" and {len(slots) - 3} more" if len(slots) > 3 else "")) or "none"
+        missing, extra = [w for w in want if w not in have], [h for h in have if h not in want]
+        text = (f"objectness 1 expected but missing in the slots (image, row, column, anchor) {listed(missing)}; "
+                f"set instead in {listed(extra)}")
+        if sorted((n, c, r, a) for n, r, c, a in have) == want:
+            return text + ": rows and columns swapped? the row i comes from y, the column j from x"
+        if len(have) == len(want) and all(h[:3] == w[:3] for h, w in zip(have, want)):
+            return (text + ": right cells, wrong anchors; the responsible anchor has the highest IoU with the "
+                    "box's (w, h) when both are centred together (not the nearest size or area)")
+        if len(have) == len(want) and all(h[0] == w[0] and h[3] == w[3] and max(abs(h[1] - w[1]), abs(h[2] - w[2])) <= 1
+                                          for h, w in zip(sorted(have), sorted(want))):
+            return (text + ": off by one cell; the responsible cell contains the box's centre "
+                    "((x1 + x2) / 2, (y1 + y2) / 2): row floor(y / s), column floor(x / s)")
+        return text
+    idx = tuple(torch.tensor(want, dtype=torch.long).T) if want else None
+    for channels, label in _TARGET_CHANNELS:
+        if idx is None:
+            break
+        e, g = expected[idx][:, list(channels)], got[idx][:, list(channels)]
+        wrong = compare_values(e, g, atol=1e-5, rtol=1e-5, path=f"responsible slots, {label}")
+        if not wrong:
+            continue
+        if len(channels) == 2 and torch.allclose(g, e.flip(1), atol=1e-5):
+            first, second = ("x", "y") if channels == (0, 1) else ("w", "h")
+            return wrong + (f": {first} and {second} swapped (channel {channels[0]} is for {first}, "
+                            f"channel {channels[1]} for {second})")
+        if channels == (2, 3) and torch.allclose(g, e.exp(), atol=1e-4):
+            return wrong + ": the ratios w / p_w without the log (the network's t_w is decoded as p_w e^t_w)"
+        if channels == (0, 1) and stride not in (None, 1) and torch.allclose(g, e * stride, atol=1e-4):
+            return wrong + (f": offsets stride times too large ({stride}x): they are fractions of a cell, "
+                            "x / s - j, not pixels")
+        if channels == (0, 1) and torch.allclose(g, e - 0.5, atol=1e-5):
+            return wrong + ": offsets measured from the cell's centre instead of its top-left corner"
+        return wrong
+    return msg + " (outside the responsible slots every value must be 0)"
+
+
+@tiered
+def check_build_targets(build_targets: Callable) -> bool:
+    """Check ``build_targets(boxes_list, labels_list, anchors, S, stride)`` against a compact reference
+    on known values, a cell border, two objects in one cell, an image without objects and random scenes."""
+    import torch
+
+    anchors = torch.tensor([[8.0, 8.0], [18.0, 18.0]])
+    one = [torch.tensor([[14.75, 31.75, 27.25, 44.25]])]                  # 12.5 px square centred at (21, 38)
+    border = [torch.tensor([[19.0, 35.0, 29.0, 45.0]])]                   # centred at (24, 40): cell corner (5, 3)
+    two = [torch.tensor([[6.5, 8.5, 13.5, 15.5], [3.0, 1.0, 23.0, 21.0]])]    # centres (10, 12) and (13, 11): cell (1, 1)
+    empty = [torch.zeros(0, 4), torch.tensor([[40.0, 2.0, 52.0, 20.0]])]
+
+    g = torch.Generator().manual_seed(7)
+    scenes, classes = [], []
+    for _ in range(3):                                                       # 65 x 65 canvases, 13 x 13 cells of 5 px
+        boxes = random_boxes(6, g, size=65.0).clamp(max=64.9)
+        scenes.append(boxes)
+        classes.append(torch.randint(0, 4, (6,), generator=g))
+    wide = torch.tensor([[6.0, 14.0], [16.0, 9.0], [24.0, 24.0]])
+    keep = []                                                                # drop an object whose slot is taken
+    for n, boxes in enumerate(scenes):
+        seen, mask = set(), []
+        for k in range(len(boxes)):
+            slot = _slots(reference_build_targets([boxes[k:k + 1]], [classes[n][k:k + 1]], wide, 13, 5))[0][1:]
+            mask.append(slot not in seen)
+            seen.add(slot)
+        keep.append(torch.tensor(mask))
+    scenes = [b[m] for b, m in zip(scenes, keep)]
+    classes = [c[m] for c, m in zip(classes, keep)]
+
+    def case(name, boxes_list, labels_list, anchors, S, stride):
+        def test(fn):
+            args = ([b.clone() for b in boxes_list], [c.clone() for c in labels_list], anchors.clone(), S, stride)
+            return _diagnose_targets(reference_build_targets(boxes_list, labels_list, anchors, S, stride), fn(*args),
+                                     stride)
+        return Case(name, test=test)
+
+    cases = [
+        case("worked example: a 12.5 px box centred at (x, y) = (21, 38), stride 8 -> row 4, column 2, anchor 1 (18x18)",
+             one, [torch.tensor([2])], anchors, 8, 8),
+        case("centre exactly on a cell border (24, 40) = 3 and 5 cells: column 3, row 5, offsets 0",
+             border, [torch.tensor([1])], anchors, 8, 8),
+        case("two objects in one cell: the small one on anchor 0, the large one on anchor 1",
+             two, [torch.tensor([0, 2])], anchors, 8, 8),
+        case("an image without objects (all zeros) next to one with an object", empty,
+             [torch.zeros(0, dtype=torch.long), torch.tensor([1])], anchors, 8, 8),
+        case(f"3 random canvases ({sum(map(len, scenes))} objects), 3 anchors of different shapes, 13x13 grid, "
+             "stride 5", scenes, classes, wide, 13, 5),
+        device_case(scenes, classes, wide, 13, 5),
+    ]
+    return run_check(
+        "build_targets(boxes_list, labels_list, anchors, S, stride)", build_targets, cases,
+        hint="each object fills exactly one slot: the cell that contains its centre and the anchor whose shape "
+             "overlaps its shape best; the targets are what decode_yolo must turn back into the box",
+        solution="t = zeros(N, S, S, B, 6) on anchors.device; per box: centre (cx, cy) = (x1 + x2, y1 + y2) / 2 / stride, "
+             "column j = floor(cx), row i = floor(cy); a = argmax over anchors of min(w, p_w) min(h, p_h) / "
+             "(w h + p_w p_h - min(w, p_w) min(h, p_h)); t[n, i, j, a] = (cx - j, cy - i, log(w / p_w), log(h / p_h), 1, class)",
     )

@@ -1,4 +1,4 @@
-"""Checks for the diffusion lab (10): make_schedule, q_sample and ddpm_step.
+"""Checks for the diffusion lab (10): make_schedule, q_sample, diffusion_loss, ddpm_step and ddim_step.
 
 No library call is the reference here: the checks use published values (DDPM's linear
 schedule at T = 1000, the cosine formula of Nichol & Dhariwal), invariants (alpha_bar is
@@ -13,8 +13,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
-__all__ = ["check_ddim_step", "check_ddpm_step", "check_make_schedule", "check_q_sample", "reference_ddim_step",
-           "reference_schedule"]
+__all__ = ["check_ddim_step", "check_ddpm_step", "check_diffusion_loss", "check_make_schedule", "check_q_sample",
+           "reference_ddim_step", "reference_schedule"]
 
 
 def reference_schedule(T: int, kind: str):
@@ -169,6 +169,112 @@ def check_q_sample(q_sample: Callable) -> bool:
 
 
 @tiered
+def check_diffusion_loss(diffusion_loss: Callable) -> bool:
+    """Check ``diffusion_loss(model, x0, alpha_bars, generator)``: t ~ U{0..T-1} and the noise drawn with
+    ``generator``, x_t = q_sample(x0, t, noise), the mean squared error between model(x_t, t) and the noise."""
+    import torch
+
+    T = 50
+    abar = reference_schedule(T, "linear")[2].float()
+    x0 = 2 * torch.randn(8_000, 2, generator=torch.Generator().manual_seed(0))           # float32, variance 4
+
+    class Oracle:
+        """Recovers the noise from x_t, t and the known x0: predicts it (to float32 rounding) when x_t is right."""
+
+        def __init__(self):
+            self.t = None
+
+        def __call__(self, x_t, t_batch):
+            self.t = t_batch
+            a = abar[t_batch.long()].reshape(-1, *([1] * (x_t.ndim - 1)))
+            return (x_t - a.sqrt() * x0) / (1 - a).sqrt()
+
+    def call(fn, model, seed=1):
+        return fn(model, x0.clone(), abar.clone(), torch.Generator().manual_seed(seed))
+
+    def scalar(out):
+        if not isinstance(out, torch.Tensor) or out.shape != ():
+            return f"expected a scalar tensor (shape ()), got {getattr(out, 'shape', type(out).__name__)}"
+        return None
+
+    def oracle_case(fn):
+        model = Oracle()
+        out = call(fn, model)
+        msg = scalar(out)
+        if msg or model.t is None:
+            return msg or "the model was never called"
+        if out.item() > 1e-6:
+            return (f"a model that predicts the true noise exactly got loss {out.item():.3g}, expected ~0: the "
+                    "target is the noise, and x_t must be q_sample(x0, t, noise, alpha_bars) "
+                    "(sqrt(alpha_bar_t) x0 + sqrt(1 - alpha_bar_t) noise)")
+        return None
+
+    def zero_case(fn):
+        out = call(fn, lambda x_t, t_batch: torch.zeros_like(x_t))
+        msg = scalar(out)
+        if msg:
+            return msg
+        if abs(out.item() - 1.0) > 0.05:
+            return (f"a model that predicts zeros got loss {out.item():.3f}, expected about 1.0 (the noise's variance"
+                    "; 4.0 would mean the target is x0, whose variance here is 4): the mean over all elements of "
+                    "(model(x_t, t) - noise)^2")
+        return None
+
+    def t_case(fn):
+        model = Oracle()
+        call(fn, model)
+        t = model.t
+        if not isinstance(t, torch.Tensor) or t.dtype != torch.long or tuple(t.shape) != (len(x0),):
+            return f"the model must get t as a ({len(x0)},) long tensor, one step per sample, got {t!r}"[:200]
+        counts = torch.bincount(t.clamp(min=0), minlength=T + 1)
+        if t.min() != 0 or t.max() != T - 1:
+            return (f"t ranges over {t.min().item()}..{t.max().item()}, expected 0..{T - 1} (T = len(alpha_bars) "
+                    f"= {T}; index 0 is the first noising step)")
+        expected = len(t) / T
+        if ((counts[:T] - expected).abs() > 5 * expected ** 0.5).any():
+            return f"t is not uniform on 0..{T - 1}: counts range {counts[:T].min().item()}..{counts[:T].max().item()}, expected about {expected:.0f} each"
+        return None
+
+    def generator_case(fn):
+        g = torch.Generator().manual_seed(3)
+        before = g.get_state()
+        model = lambda x_t, t_batch: torch.zeros_like(x_t)            # noqa: E731
+        torch.manual_seed(11)
+        a = fn(model, x0.clone(), abar.clone(), g)
+        if torch.equal(g.get_state(), before):
+            return "the generator was not used: draw t and the noise with generator=generator"
+        torch.manual_seed(12)
+        b = fn(model, x0.clone(), abar.clone(), torch.Generator().manual_seed(3))
+        if not torch.equal(a, b):
+            return "the same generator seed gave different losses: every draw (t and the noise) must use generator"
+        return None
+
+    def on_device(fn, device):
+        on = to_device(abar, device)
+
+        def model(x_t, t_batch):                                    # like the lab's time embedding: t meets
+            return x_t * (1 + t_batch[:, None].to(x_t.dtype) * on[:1])   # a device tensor
+
+        return fn(model, to_device(x0[:64], device), on, torch.Generator().manual_seed(0))
+
+    cases = [
+        Case("returns a scalar; a model predicting the true noise gets ~0", test=oracle_case),
+        Case("a model predicting zeros gets about 1.0 (the noise is the target)", test=zero_case),
+        Case(f"t ~ U{{0..{T - 1}}} (T = len(alpha_bars)), a (N,) long tensor", test=t_case),
+        Case("every draw comes from generator (same seed, same loss)", test=generator_case),
+        device_case(run=on_device),
+    ]
+    return run_check(
+        "diffusion_loss(model, x0, alpha_bars, generator)", diffusion_loss, cases,
+        hint="one random step per sample and fresh Gaussian noise, both from the generator; noise x0 to that step "
+             "in closed form and regress the model's output on the noise",
+        solution="t = torch.randint(0, len(alpha_bars), (N,), generator=generator).to(x0.device); noise = "
+                 "torch.randn(x0.shape, generator=generator).to(x0.device); return F.mse_loss(model(q_sample(x0, t, "
+                 "noise, alpha_bars), t), noise)",
+    )
+
+
+@tiered
 def check_ddpm_step(ddpm_step: Callable) -> bool:
     """Check ``ddpm_step(model_eps, x_t, t, schedule, noise)`` via the posterior q(x_{t-1} | x_t, x_0)."""
     import torch
@@ -206,8 +312,11 @@ def check_ddpm_step(ddpm_step: Callable) -> bool:
             mean, var = posterior(x0, x_t, t)
             want = mean + (var.sqrt() * z if t > 0 else 0.0)
             msg = compare_values(want, out, atol=1e-9, rtol=1e-7, path="x_{t-1}")
-            if msg and t == 0 and compare_values(mean, out, atol=1e-9, rtol=1e-7) is not None:
-                return msg + " (at t = 0 return the mean: no noise is added)"
+            if msg and t == 0 and isinstance(out, torch.Tensor) and out.shape == mean.shape:
+                extra = (out.detach().to(mean.dtype) - mean).flatten()
+                c = (extra @ z.flatten()) / (z.flatten() @ z.flatten())       # out - mean = c z: noise was added
+                if c.abs() > 1e-6 and compare_values(c * z.flatten(), extra, atol=1e-9, rtol=1e-7) is None:
+                    return msg + " (at t = 0 return the mean: no noise is added)"
             if msg and t > 0 and compare_values(mean + betas[t].sqrt() * z, out, atol=1e-9, rtol=1e-7) is None:
                 return msg + (" (your variance is beta_t; this lab uses the posterior variance beta_tilde_t = "
                               "(1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) * beta_t)")
@@ -290,6 +399,9 @@ def check_ddim_step(ddim_step: Callable) -> bool:
             if s < 0 and matches(abar[-1].sqrt() * x0 + (1 - abar[-1]).sqrt() * eps):
                 return msg + " (s = -1 is the clean end: alpha_bar = 1, so x_s is the estimate of x0; " \
                              "alpha_bars[-1] would read the LAST step)"
+            if s == 0 and matches(x0):
+                return msg + " (s = 0 is one noising step (alpha_bar_0 = 1 - beta_0 < 1), not the data; " \
+                             "only s = -1 is the data)"
             if matches(a_s.sqrt() * x0.clamp(-1, 1) + (1 - a_s).sqrt() * eps):
                 return msg + " (the estimate of x0 was clipped to [-1, 1]: do not clip it here)"
             return msg
@@ -319,7 +431,7 @@ def check_ddim_step(ddim_step: Callable) -> bool:
 
     def on_device(fn, device):
         x_t = to_device(torch.randn(4, 2), device)
-        on = to_device(abar.float(), device)
+        on = to_device(abar, device)
         return fn(lambda x, t_batch: x * (1 + t_batch[:, None].to(x.dtype) * on[:1]), x_t, 30, 10, on)
 
     cases = [

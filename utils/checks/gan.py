@@ -63,10 +63,26 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
     r1, f5 = torch.randn(6, 1, generator=g, dtype=torch.float64), torch.randn(20, 1, generator=g, dtype=torch.float64)
     big_r = torch.tensor([200.0, -200.0, 50.0])                     # float32, as networks output
     big_f = torch.tensor([-300.0, 300.0])
+    def value_case(real, fake):
+        """The value, with a note for one mean over the real and fake terms together (half the reference
+        when the two sets have the same size)."""
+        def test(fn):
+            want = reference_discriminator_loss(real, fake)
+            got = fn(real.clone(), fake.clone())
+            msg = compare_values(want, got, atol=1e-10)
+            if msg and isinstance(got, torch.Tensor) and got.numel() == 1:
+                joint = (torch.nn.functional.softplus(-real).sum() + torch.nn.functional.softplus(fake).sum()) / (
+                    real.numel() + fake.numel())
+                if torch.allclose(got.detach().double().reshape(()), joint, atol=1e-10):
+                    half = "your value is half the reference" if real.numel() == fake.numel() else (
+                        "your value is one mean over all the real and fake logits together")
+                    return f"{half}: average the real and the fake terms each on its own, then add"
+            return msg
+        return test
+
     cases = [
-        Case("random logits, 8 real and 8 fake", (r, f), expected=reference_discriminator_loss, atol=1e-10),
-        Case("(N, 1) logits, 6 real and 20 fake (each set averaged on its own)", (r1, f5),
-             expected=reference_discriminator_loss, atol=1e-10),
+        Case("random logits, 8 real and 8 fake", test=value_case(r, f)),
+        Case("(N, 1) logits, 6 real and 20 fake (each set averaged on its own)", test=value_case(r1, f5)),
         Case("perfect discriminator (real +30, fake -30) -> loss near 0",
              (torch.full((4,), 30.0, dtype=torch.float64), torch.full((4,), -30.0, dtype=torch.float64)),
              expected=reference_discriminator_loss, atol=1e-10),
@@ -162,15 +178,14 @@ def check_gan_step(gan_step: Callable) -> bool:
     detach_advice = ("detach the fakes in the discriminator's loss (D(fake.detach())), so its backward pass "
                      "stops at the fake samples and leaves the generator's graph for the generator's step")
 
-    class _SecondBackward(Exception):
-        pass
-
-    class _StaleLogits(Exception):
-        pass
-
     stale_advice = ("autograd found D's weights changed after they were used: the generator's logits must come from "
                     "the UPDATED discriminator, so call D(fake) again after opt_d.step() instead of reusing the "
                     "logits computed before it")
+    # PyTorch's own wording of these two errors says little to a student: re-raised with what went wrong
+    second_backward = ("backward went through the generator's graph a second time: detach the fake batch for D's "
+                       "step (D(fake.detach()))")
+    stale_logits = ("the generator's loss reused D's logits from before opt_d.step(): call D(fake) again after "
+                    "D's update")
 
     def run(fn, G, D, real, z, saturating, steps):
         opt_g, opt_d = torch.optim.SGD(G.parameters(), lr=0.1), torch.optim.SGD(D.parameters(), lr=0.1)
@@ -180,11 +195,19 @@ def check_gan_step(gan_step: Callable) -> bool:
                 out = fn(G, D, opt_g, opt_d, real, z, saturating=saturating)
             except RuntimeError as exc:
                 if "backward through the graph a second time" in str(exc):
-                    raise _SecondBackward from exc
+                    raise RuntimeError(second_backward) from exc
                 if "modified by an inplace operation" in str(exc):
-                    raise _StaleLogits from exc
+                    raise RuntimeError(stale_logits) from exc
                 raise
         return out
+
+    def explain(exc):
+        """The note for one of the two re-raised errors above, or None for any other error."""
+        if str(exc) == second_backward:
+            return f"the discriminator's backward went through the generator; {detach_advice}"
+        if str(exc) == stale_logits:
+            return stale_advice
+        return None
 
     def compare_case(saturating, steps, seed):
         def test(fn):
@@ -193,11 +216,10 @@ def check_gan_step(gan_step: Callable) -> bool:
             want = run(reference_gan_step, G, D, real, z, saturating, steps)
             try:
                 got = run(fn, G2, D2, real.clone(), z.clone(), saturating, steps)
-            except _SecondBackward:
-                return ("the generator's backward pass found its graph already freed: the discriminator's "
-                        f"backward went through the generator; {detach_advice}")
-            except _StaleLogits:
-                return stale_advice
+            except RuntimeError as exc:
+                if explain(exc) is None:
+                    raise
+                return explain(exc)
             for name, a, b in (("discriminator", D, D2), ("generator", G, G2)):
                 for (pname, p), q in zip(a.named_parameters(), b.parameters()):
                     msg = compare_values(p.detach(), q.detach(), atol=1e-10, rtol=1e-8,
@@ -222,10 +244,10 @@ def check_gan_step(gan_step: Callable) -> bool:
         handles = [p.register_hook(lambda g: count.__setitem__("n", count["n"] + 1) or g) for p in G.parameters()]
         try:
             run(fn, G, D, real, z, False, 1)
-        except _SecondBackward:
-            return f"the discriminator's backward went through the generator; {detach_advice}"
-        except _StaleLogits:
-            return stale_advice
+        except RuntimeError as exc:
+            if explain(exc) is None:
+                raise
+            return explain(exc)
         finally:
             for h in handles:
                 h.remove()

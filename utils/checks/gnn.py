@@ -1,9 +1,10 @@
 """Checks for the graph neural network lab (13): normalized_adjacency, polynomial_filter,
-GCNLayer and attention_message_passing.
+GCNLayer, sage_layer and attention_message_passing.
 
 References: a dense re-derivation of the GCN propagation matrix with hand-computed values
 on small graphs, the eigendecomposition of the Laplacian for polynomial filters,
-``torch_geometric.nn.GCNConv`` for the GCN layer (a dense reference when PyG is missing),
+``torch_geometric.nn.GCNConv`` for the GCN layer and ``SAGEConv`` for the GraphSAGE layer
+(dense references when PyG is missing),
 and ``torch.nn.functional.scaled_dot_product_attention`` with a boolean mask for attention
 restricted to the edges of a graph.
 """
@@ -17,7 +18,8 @@ from collections.abc import Callable
 from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = ["check_attention_message_passing", "check_gcn_layer", "check_normalized_adjacency",
-           "check_polynomial_filter", "reference_normalized_adjacency", "undirected_edge_index"]
+           "check_polynomial_filter", "check_sage_layer", "reference_normalized_adjacency", "reference_sage_layer",
+           "undirected_edge_index"]
 
 
 def undirected_edge_index(edges):
@@ -196,15 +198,16 @@ def check_polynomial_filter(polynomial_filter: Callable) -> bool:
     )
 
 
-def _pyg_gcnconv():
-    """GCNConv if torch_geometric imports, else None (its import warns about torch.jit.script)."""
+def _pyg_conv(name: str):
+    """``torch_geometric.nn.<name>`` if torch_geometric imports, else None (its import warns about
+    torch.jit.script); the checks then fall back to a dense reference."""
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            from torch_geometric.nn import GCNConv
+            import torch_geometric.nn as pyg_nn
     except Exception:  # noqa: BLE001 - fall back to the dense reference
         return None
-    return GCNConv
+    return getattr(pyg_nn, name, None)
 
 
 @tiered
@@ -213,7 +216,7 @@ def check_gcn_layer(GCNLayer: type) -> bool:  # noqa: N803 - the class is the ar
     import torch
     import torch.nn as nn
 
-    GCNConv = _pyg_gcnconv()
+    GCNConv = _pyg_conv("GCNConv")
 
     def attributes_case(cls):
         layer = cls(5, 3)
@@ -293,6 +296,111 @@ def check_gcn_layer(GCNLayer: type) -> bool:  # noqa: N803 - the class is the ar
         solution="__init__: self.lin = nn.Linear(in_features, out_features, bias=False); self.bias = "
              "nn.Parameter(torch.zeros(out_features)). forward: normalized_adjacency(edge_index, x.shape[0]) @ "
              "self.lin(x) + self.bias (transform, aggregate with self loops, then add the bias)",
+    )
+
+
+def _neighbour_sum_count(x, edge_index):
+    """(sum of x_j over the edges j -> i, number of such edges) per target i."""
+    import torch
+
+    src, dst = edge_index
+    total = torch.zeros(x.shape[0], x.shape[1], dtype=x.dtype).index_add_(0, dst, x[src])
+    count = torch.zeros(x.shape[0], dtype=x.dtype).index_add_(0, dst, torch.ones(len(dst), dtype=x.dtype))
+    return total, count
+
+
+def reference_sage_layer(x, edge_index, weight, bias):
+    """Dense GraphSAGE (mean aggregator): [x_i || mean_{j -> i} x_j] W^T + b, the mean 0 without in-edges."""
+    import torch
+
+    total, count = _neighbour_sum_count(x, edge_index)
+    return torch.cat([x, total / count.clamp(min=1)[:, None]], dim=1) @ weight.T + bias
+
+
+def _sage_mistakes(x, edge_index, weight, bias):
+    """What the typical mistakes return, keyed by the advice that names each one."""
+    import torch
+
+    f = x.shape[1]
+    total, count = _neighbour_sum_count(x, edge_index)
+    w_self, w_neigh = weight[:, :f], weight[:, f:]
+    mean = total / count.clamp(min=1)[:, None]
+    return {
+        "the neighbours are summed, not averaged: divide by the number of neighbours":
+            x @ w_self.T + total @ w_neigh.T + bias,
+        "the node itself is inside the mean: average over the neighbours j only, x_i enters through the first "
+        "half of the concatenation": x @ w_self.T + ((total + x) / (count + 1)[:, None]) @ w_neigh.T + bias,
+        "divided by degree + 1: the mean is over the neighbours only (divide by the degree, 1 for isolated nodes)":
+            x @ w_self.T + (total / (count + 1)[:, None]) @ w_neigh.T + bias,
+        "the self term is missing: concatenate x_i with the neighbour mean, weight = [W_self | W_neigh]":
+            mean @ w_neigh.T + bias,
+        "the halves are swapped: concatenate [x_i || mean], the node's own features first":
+            torch.cat([mean, x], dim=1) @ weight.T + bias,
+    }
+
+
+@tiered
+def check_sage_layer(sage_layer: Callable) -> bool:
+    """Check ``sage_layer(x, edge_index, weight, bias)`` against PyG's ``SAGEConv`` with copied weights."""
+    import torch
+
+    SAGEConv = _pyg_conv("SAGEConv")
+
+    def case(edge_index, n, fin, fout, seed):
+        def test(fn):
+            gen = torch.Generator().manual_seed(seed)
+            x = torch.randn(n, fin, generator=gen)
+            weight = torch.randn(fout, 2 * fin, generator=gen) / math.sqrt(2 * fin)
+            bias = torch.randn(fout, generator=gen)
+            out = fn(x.clone(), edge_index.clone(), weight.clone(), bias.clone())
+            if SAGEConv is not None:
+                with torch.random.fork_rng(devices=[]):                 # its initialisation draws from torch's RNG
+                    conv = SAGEConv(fin, fout)                          # mean aggregator, root weight
+                with torch.no_grad():
+                    conv.lin_r.weight.copy_(weight[:, :fin])            # self term
+                    conv.lin_l.weight.copy_(weight[:, fin:])            # neighbour mean, with the bias
+                    conv.lin_l.bias.copy_(bias)
+                    want = conv(x, edge_index)
+            else:
+                want = reference_sage_layer(x, edge_index, weight, bias)
+            msg = compare_values(want, out, atol=1e-5, rtol=1e-5, path="sage_layer(x, edge_index, weight, bias)")
+            if msg and isinstance(out, torch.Tensor) and out.shape == want.shape:
+                if not torch.isfinite(out).all():
+                    return msg + (" (NaN or inf: a node without incoming edges divides 0 by 0; clamp the count "
+                                  "at 1, its mean is 0)")
+                for advice, wrong in _sage_mistakes(x, edge_index, weight, bias).items():
+                    if torch.allclose(out.detach().float(), wrong, atol=1e-5, rtol=1e-5):
+                        return msg + f" ({advice})"
+                flipped = reference_sage_layer(x, edge_index.flip(0), weight, bias)
+                if torch.allclose(out.detach().float(), flipped, atol=1e-5, rtol=1e-5):
+                    return msg + (" (you average over the targets of edges leaving i: node i averages the "
+                                  "sources j of the edges j -> i, i.e. aggregate at edge_index[1])")
+            return msg
+        return test
+
+    directed = torch.tensor([[0, 1, 2, 3, 3], [1, 2, 0, 0, 1]])         # 0->1, 1->2, 2->0, 3->0, 3->1; 3 gets none
+    ref_name = "SAGEConv" if SAGEConv is not None else "the dense formula (torch_geometric not found)"
+    g = torch.Generator().manual_seed(9)
+    cases = [
+        Case(f"path 0-1-2, 3 -> 2 features, vs {ref_name} with copied weights",
+             test=case(undirected_edge_index([[0, 1], [1, 2]]), 3, 3, 2, 0)),
+        Case("star with hub 0 and an isolated node 4 (its mean is 0)",
+             test=case(undirected_edge_index([[0, 1], [0, 2], [0, 3]]), 5, 4, 3, 1)),
+        Case("directed graph: node i averages the sources of the edges j -> i; node 3 receives nothing",
+             test=case(directed, 4, 2, 2, 2)),
+        Case("random graph, 30 nodes, 8 -> 4 features", test=case(_random_graph(30, 0.15, 4), 30, 8, 4, 3)),
+        Case("random graph, 50 nodes, 16 -> 16 features", test=case(_random_graph(50, 0.08, 6), 50, 16, 16, 4)),
+        device_case(torch.randn(12, 5, generator=g), _random_graph(12, 0.3, 0), torch.randn(3, 10, generator=g),
+                    torch.randn(3, generator=g)),
+    ]
+    return run_check(
+        "sage_layer(x, edge_index, weight, bias)", sage_layer, cases,
+        hint="average the features of each node's in-neighbours (0 for a node without any), put the node's own "
+             "features in front of that mean, then apply one linear map",
+        solution="src, dst = edge_index; total = x.new_zeros(N, F).index_add_(0, dst, x[src]); count = "
+             "x.new_zeros(N).index_add_(0, dst, x.new_ones(E)); mean = total / count.clamp(min=1)[:, None]; "
+             "return torch.cat([x, mean], dim=1) @ weight.T + bias. Create new tensors with new_zeros / new_ones "
+             "so that they follow x's device",
     )
 
 

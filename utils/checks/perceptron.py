@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 
 import numpy as np
@@ -11,6 +12,23 @@ from .core import Case, compare_values, device_case, run_check, tiered
 __all__ = ["check_perceptron_fit", "check_hinge_loss", "check_softmax_cross_entropy",
            "check_softmax_cross_entropy_grad",
            "reference_perceptron_fit"]
+
+
+_ONE_HOT = ("F.one_hot(y) infers C from y.max() + 1, and these labels omit the last class: "
+            "pass num_classes=logits.shape[1]")
+
+
+def _call_diagnosing_one_hot(fn, logits, y):
+    """Return ``(fn(logits, y), None)``, or ``(None, message)`` when fn fails only because a
+    one-hot built without ``num_classes`` has fewer columns than ``logits``."""
+    try:
+        return fn(logits, y), None
+    except RuntimeError as exc:
+        C, inferred = logits.shape[1], int(y.max()) + 1
+        sizes = re.search(r"size of tensor a \((\d+)\) must match the size of tensor b \((\d+)\)", str(exc))
+        if inferred < C and sizes and {int(sizes[1]), int(sizes[2])} == {C, inferred}:
+            return None, _ONE_HOT
+        raise
 
 
 def reference_perceptron_fit(X: np.ndarray, y: np.ndarray, epochs: int, lr: float):
@@ -167,7 +185,9 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
         """Compare with F.cross_entropy; name a summed loss or a flipped sign."""
         def test(fn):
             want = F.cross_entropy(z, t)
-            got = fn(z.clone(), t.clone())
+            got, one_hot = _call_diagnosing_one_hot(fn, z.clone(), t.clone())
+            if one_hot:
+                return one_hot
             msg = compare_values(want, got, atol=atol, rtol=1e-5)
             if msg is None:
                 return None
@@ -197,6 +217,8 @@ def check_softmax_cross_entropy(softmax_cross_entropy: Callable) -> bool:
         Case("16 x 10 random logits", test=diagnosed(logits, y, 1e-6)),
         Case("uniform logits give log(C) = log(4)", test=diagnosed(torch.zeros(3, 4), torch.tensor([0, 1, 3]), 1e-6)),
         Case("one sample", (logits[:1], y[:1]), expected=F.cross_entropy, atol=1e-6),
+        Case("labels omit the last class (N = 6, C = 5, y in 0..3)",
+             test=diagnosed(logits[:6, :5], torch.tensor([0, 3, 1, 2, 3, 0]), 1e-6)),
         Case("huge logits (+-1000): numerically stable, finite", (big, big_y),
              expected=F.cross_entropy, atol=1e-4),
         Case("gradient equals PyTorch's (float64)", test=grad_case),
@@ -221,12 +243,15 @@ def check_softmax_cross_entropy_grad(softmax_cross_entropy_grad: Callable) -> bo
         grad, = torch.autograd.grad(F.cross_entropy(z, y), z)
         return grad
 
-    def diagnosed(N, C, seed, scale=1.0):
+    def diagnosed(N, C, seed, scale=1.0, n_labels=None):
         def test(fn):
             g = torch.Generator().manual_seed(seed)
             logits = scale * torch.randn(N, C, generator=g, dtype=torch.float64)
-            y = torch.randint(0, C, (N,), generator=g)
-            want, got = autograd_reference(logits, y), fn(logits.clone(), y.clone())
+            y = torch.randint(0, n_labels or C, (N,), generator=g)
+            got, one_hot = _call_diagnosing_one_hot(fn, logits.clone(), y.clone())
+            if one_hot:
+                return one_hot
+            want = autograd_reference(logits, y)
             msg = compare_values(want, got, atol=1e-10, rtol=1e-7, path="gradient")
             if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 return msg
@@ -253,6 +278,7 @@ def check_softmax_cross_entropy_grad(softmax_cross_entropy_grad: Callable) -> bo
     cases = [
         Case("N = 8, C = 5 vs autograd", test=diagnosed(8, 5, 0)),
         Case("one sample, 3 classes", test=diagnosed(1, 3, 1)),
+        Case("labels omit the last class (N = 6, C = 5, y in 0..3)", test=diagnosed(6, 5, 3, n_labels=4)),
         Case("large logits (about +-800, float64): finite, stable softmax", test=diagnosed(6, 4, 2, scale=800.0)),
         Case("rows sum to zero", test=rows_sum_to_zero),
         device_case(inputs=lambda: (torch.randn(5, 3), torch.tensor([0, 2, 1, 1, 0]))),

@@ -1,11 +1,12 @@
 """Checks for the reinforcement-learning lab (14): value_iteration, toy_text_to_arrays,
-q_learning_update and epsilon_greedy.
+q_learning_update, epsilon_greedy and dqn_loss.
 
 The references are known values and invariants: the grid world whose optimal values are
 minus the Manhattan distance to the nearest terminal, the Bellman optimality residual,
 exact policy evaluation by a linear solve, gymnasium's own transition tables
 (``env.unwrapped.P``), hand-computed TD updates, and action frequencies over many draws of
-a fixed NumPy generator for epsilon-greedy (statistics with tolerances, never one draw).
+a fixed NumPy generator for epsilon-greedy (statistics with tolerances, never one draw), and
+a hand-computed minibatch for the DQN loss (tabular networks whose outputs are known).
 """
 
 from __future__ import annotations
@@ -19,15 +20,17 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .core import Case, compare_values, run_check, tiered
+from .core import Case, compare_values, device_case, run_check, tiered
 
 __all__ = [
+    "check_dqn_loss",
     "check_epsilon_greedy",
     "check_q_learning_update",
     "check_toy_text_to_arrays",
     "check_value_iteration",
     "grid_world",
     "reference_arrays",
+    "reference_dqn_loss",
     "reference_value_iteration",
 ]
 
@@ -192,6 +195,9 @@ def check_value_iteration(value_iteration: Callable) -> bool:
             V, pi = np.asarray(out[0], dtype=np.float64), np.asarray(out[1])
             V_star = reference_value_iteration(P, R, gamma, tol=1e-12)[0] if V_known is None else V_known
             if (msg := compare_values(V_star, V, atol=atol, rtol=0, path="V")):
+                if not np.isfinite(V).all() or np.abs(V).max() > 1e3 * (np.abs(V_star).max() + 1):
+                    msg += (" (V blows up: does P @ V sum over s', the last axis of P (each row P[s, a] is a "
+                            "distribution over next states), and is it multiplied by gamma?)")
                 return msg
             residual = np.abs((R + gamma * P @ V).max(axis=1) - V).max()
             if residual > 10 * atol:
@@ -396,4 +402,145 @@ def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
         hint='explore with probability epsilon (any action), otherwise exploit, breaking ties among the best actions at random',
         solution="if rng.random() < epsilon: return int(rng.integers(len(Q_row))) (any action, the greedy one "
              "included); else best = np.flatnonzero(Q_row == Q_row.max()) and return int(rng.choice(best))",
+    )
+
+
+def reference_dqn_loss(q_net, target_net, batch, gamma):
+    """Mean Huber loss between Q(s, a) and r + gamma (1 - terminated) max_a' Q_target(s', a')."""
+    import torch
+    import torch.nn.functional as F
+
+    states, actions, rewards, next_states, terminated = batch
+    q_taken = q_net(states).gather(1, actions[:, None]).squeeze(1)
+    with torch.no_grad():
+        target = rewards + gamma * (1 - terminated) * target_net(next_states).max(dim=1).values
+    return F.smooth_l1_loss(q_taken, target)
+
+
+def _table_net(table):
+    """A linear network without bias whose output on the one-hot state s is table[s]."""
+    import torch
+
+    net = torch.nn.Linear(len(table), len(table[0]), bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor(table, dtype=torch.float32).T)
+    return net
+
+
+#: a hand-computed minibatch: states 0-3 one-hot, Q tables of the online and the target network
+_Q_ONLINE = [[1.0, 2.0], [0.5, -1.0], [3.0, 0.0], [0.0, 0.0]]
+_Q_TARGET = [[0.0, 4.0], [2.0, 1.0], [-1.0, -2.0], [5.0, 3.0]]
+# (s, a, r, s', terminated): targets 1 + 0.9 * 2 = 2.8; 0 (terminal, not 0.9 * 5); -1 + 0.9 * 4 = 2.6;
+# 2 + 0.9 * (-1) = 1.1. Errors Q(s, a) - target: -0.8, 0.5, 0.4, -1.1 -> Huber 0.32, 0.125, 0.08, 0.6
+_HAND_BATCH = [(0, 1, 1.0, 1, 0.0), (1, 0, 0.0, 3, 1.0), (2, 0, -1.0, 0, 0.0), (3, 1, 2.0, 2, 0.0)]
+_HAND_LOSS = (0.32 + 0.125 + 0.08 + 0.6) / 4
+
+
+def _hand_batch():
+    import torch
+
+    s, a, r, s2, d = zip(*_HAND_BATCH)
+    eye = torch.eye(4)
+    return (eye[list(s)], torch.tensor(a), torch.tensor(r), eye[list(s2)], torch.tensor(d))
+
+
+def _dqn_mistakes(q_net, target_net, batch, gamma):
+    """Loss values of the typical mistakes, keyed by the advice that names each one."""
+    import torch
+    import torch.nn.functional as F
+
+    states, actions, rewards, next_states, terminated = batch
+    with torch.no_grad():
+        q_all, q_next, q_online_next = q_net(states), target_net(next_states), q_net(next_states)
+        q_taken = q_all.gather(1, actions[:, None]).squeeze(1)
+        target = rewards + gamma * (1 - terminated) * q_next.max(dim=1).values
+        return {
+            "a terminal transition still bootstraps: multiply the max by (1 - terminated)":
+                F.smooth_l1_loss(q_taken, rewards + gamma * q_next.max(dim=1).values),
+            "the max over next actions comes from the online network: use target_net(next_states)":
+                F.smooth_l1_loss(q_taken, rewards + gamma * (1 - terminated) * q_online_next.max(dim=1).values),
+            "this is the squared error (MSE): DQN here uses the Huber loss, F.smooth_l1_loss":
+                F.mse_loss(q_taken, target),
+            "Q(s, a) is gathered along the wrong dimension: gather(1, actions[:, None]) picks one action per row":
+                F.smooth_l1_loss(q_all.gather(0, actions[:, None]).squeeze(1), target),
+            "this is the max over all actions, not the action taken: gather Q(s, a) with the batch's actions":
+                F.smooth_l1_loss(q_all.max(dim=1).values, target),
+        }
+
+
+@tiered
+def check_dqn_loss(dqn_loss: Callable) -> bool:
+    """Check ``dqn_loss(q_net, target_net, batch, gamma)`` on a hand-computed minibatch and random networks."""
+    import torch
+
+    def call(fn, q_net, target_net, batch, gamma):
+        out = fn(q_net, target_net, tuple(t.clone() for t in batch), gamma)
+        if not isinstance(out, torch.Tensor) or out.numel() != 1:
+            shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+            return None, f"expected a scalar tensor (the mean loss over the batch), got {shape}"
+        return out, None
+
+    def value_case(make, gamma, want=None):
+        def test(fn):
+            q_net, target_net, batch = make()
+            loss, msg = call(fn, q_net, target_net, batch, gamma)
+            if msg:
+                return msg
+            expected = reference_dqn_loss(q_net, target_net, batch, gamma).item() if want is None else want
+            if (msg := compare_values(expected, loss.item(), atol=1e-5, rtol=1e-5, path="loss")):
+                for advice, wrong in _dqn_mistakes(q_net, target_net, batch, gamma).items():
+                    if abs(wrong.item() - loss.item()) < 1e-5:
+                        return f"{msg} ({advice})"
+            return msg
+        return test
+
+    def grad_case(fn):
+        q_net, target_net, batch = _hand_batch_nets()
+        loss, msg = call(fn, q_net, target_net, batch, 0.9)
+        if msg:
+            return msg
+        if not loss.requires_grad:
+            return "the loss does not require grad: compute Q(s, a) outside torch.no_grad() (only the target inside)"
+        loss.backward()
+        if target_net.weight.grad is not None and target_net.weight.grad.abs().sum() > 0:
+            return ("a gradient reached the target network: compute the target inside torch.no_grad() (or "
+                    ".detach() it), so the regression target stays fixed")
+        q_ref = _table_net(_Q_ONLINE)
+        reference_dqn_loss(q_ref, _table_net(_Q_TARGET), _hand_batch(), 0.9).backward()
+        return compare_values(q_ref.weight.grad, q_net.weight.grad, atol=1e-6, rtol=1e-5,
+                              path="gradient of the loss w.r.t. q_net.weight")
+
+    def _hand_batch_nets():
+        return _table_net(_Q_ONLINE), _table_net(_Q_TARGET), _hand_batch()
+
+    def random_nets(batch_size, seed):
+        def make():
+            with torch.random.fork_rng(devices=[]):                 # leave the notebook's global RNG alone
+                torch.manual_seed(seed)
+                q_net, target_net = (torch.nn.Sequential(torch.nn.Linear(4, 16), torch.nn.ReLU(),
+                                                         torch.nn.Linear(16, 3)) for _ in range(2))
+            g = torch.Generator().manual_seed(seed)
+            batch = (torch.randn(batch_size, 4, generator=g), torch.randint(0, 3, (batch_size,), generator=g),
+                     torch.randn(batch_size, generator=g), torch.randn(batch_size, 4, generator=g),
+                     (torch.rand(batch_size, generator=g) < 0.3).float())
+            return q_net, target_net, batch
+        return make
+
+    cases = [
+        Case("hand-computed batch of 4, gamma = 0.9: loss (0.32 + 0.125 + 0.08 + 0.6) / 4 = 0.28125",
+             test=value_case(_hand_batch_nets, 0.9, want=_HAND_LOSS)),
+        Case("the same batch, gamma = 0: targets are the rewards", test=value_case(_hand_batch_nets, 0.0)),
+        Case("random networks with 3 actions, batch 32, 30% terminal, gamma = 0.99",
+             test=value_case(random_nets(32, 0), 0.99)),
+        Case("random networks, batch 5, gamma = 0.5", test=value_case(random_nets(5, 1), 0.5)),
+        Case("gradient reaches q_net only, not target_net", test=grad_case),
+        device_case(inputs=lambda: (*_hand_batch_nets()[:2], _hand_batch(), 0.9), name="batch"),
+    ]
+    return run_check(
+        "dqn_loss(q_net, target_net, batch, gamma)", dqn_loss, cases,
+        hint="regress Q(s, a) of the action taken onto a fixed TD target built from the target network, with no "
+             "bootstrap after a terminal transition",
+        solution="states, actions, rewards, next_states, terminated = batch; q_taken = q_net(states).gather(1, "
+             "actions[:, None]).squeeze(1); with torch.no_grad(): target = rewards + gamma * (1 - terminated) * "
+             "target_net(next_states).max(dim=1).values; return F.smooth_l1_loss(q_taken, target)",
     )

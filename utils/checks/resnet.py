@@ -73,7 +73,11 @@ def check_basic_block(BasicBlock: Callable) -> bool:
             ref.train(training)
             x = torch.randn(2, cin, 8, 8, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
             with torch.no_grad():
-                return compare_values(ref(x), mine(x), atol=1e-10, rtol=1e-8, path="block output")
+                expected, got = ref(x), mine(x)
+            if torch.is_tensor(got) and got.shape == expected.shape and bool((got < 0).any()):
+                return ("your block's output has negative values: the final ReLU must come after the add, "
+                        "ReLU(bn2(conv2(...)) + shortcut(x))")
+            return compare_values(expected, got, atol=1e-10, rtol=1e-8, path="block output")
         return test
 
     def zero_init_case(cls):
@@ -116,6 +120,10 @@ def check_resnet18(resnet18: Callable) -> bool:
             mine = fn(num_classes)
             expected = count_params(tv_resnet18(weights=None, num_classes=num_classes))
             got = count_params(mine)
+            stem = next((m for m in mine.modules() if isinstance(m, torch.nn.Conv2d)), None)
+            if got - expected == 64 and stem is not None and stem.bias is not None:
+                return ("64 extra parameters: a bias on the 64-channel stem conv (BatchNorm follows, "
+                        "so bias=False)")
             if got != expected:
                 return f"{got:,} parameters, torchvision's resnet18 has {expected:,}"
             return None

@@ -1,9 +1,12 @@
-"""Checks for the recurrent-network lab (11): rnn_forward, lstm_cell and clip_grad_norm.
+"""Checks for the recurrent-network lab (11): rnn_forward, lstm_cell, clip_grad_norm and
+sample_with_temperature.
 
 References are PyTorch's own modules with the same weights copied in: ``torch.nn.RNN``
 (tanh, with the single bias split as b_ih = b, b_hh = 0), ``torch.nn.LSTMCell`` and
 ``torch.nn.utils.clip_grad_norm_``. Weights are random and non-symmetric, so a transposed
-matrix or a swapped gate block cannot pass by accident.
+matrix or a swapped gate block cannot pass by accident. Temperature sampling is stochastic:
+its check compares frequencies over many draws from a fixed CPU generator with
+``softmax(logits / T)`` (tolerances), and the draws at T = 1 with ``torch.multinomial``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from collections.abc import Callable, Iterator
 from .core import Case, compare_values, device_case, run_check, tiered, to_device
 
 __all__ = ["LibraryShortcutError", "check_clip_grad_norm", "check_lstm_cell", "check_rnn_forward",
-           "reference_lstm_cell", "reference_rnn_forward"]
+           "check_sample_with_temperature", "reference_lstm_cell", "reference_rnn_forward"]
 
 
 def reference_rnn_forward(x, h0, W_xh, W_hh, b):
@@ -30,6 +33,31 @@ def reference_rnn_forward(x, h0, W_xh, W_hh, b):
         rnn.bias_hh_l0.zero_()
         out, _ = rnn(x, h0.unsqueeze(0))
     return out
+
+
+def _lstm_mistake(args, got) -> str | None:
+    """Name a typical lstm_cell mistake that explains ``got`` (None if none does)."""
+    import torch
+
+    x, h, c, w_ih, w_hh, b_ih, b_hh = args
+
+    def variant(old_c=False, bias_hh=True, bias_ih=True):
+        z = x @ w_ih.T + h @ w_hh.T + (b_ih if bias_ih else 0) + (b_hh if bias_hh else 0)
+        i, f, g, o = z.chunk(4, dim=1)
+        c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c if old_c else c_new), c_new
+
+    known = (
+        (dict(old_c=True), "h_new computed from the old c: h' = o * tanh(c') uses the cell state just updated"),
+        (dict(bias_hh=False), "bias_hh forgotten: PyTorch adds both biases, bias_ih and bias_hh, to the gates"),
+        (dict(bias_ih=False), "bias_ih forgotten: PyTorch adds both biases, bias_ih and bias_hh, to the gates"),
+    )
+    if not isinstance(got, tuple | list) or len(got) != 2:
+        return None
+    for change, text in known:
+        if compare_values(tuple(variant(**change)), tuple(got), atol=1e-10, rtol=1e-7) is None:
+            return text
+    return None
 
 
 def reference_lstm_cell(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
@@ -159,6 +187,9 @@ def check_lstm_cell(lstm_cell: Callable) -> bool:
             return None
         if compare_values(tuple(want[::-1]), tuple(got), atol=1e-10, rtol=1e-7) is None:
             return "you return (c, h): return (h_new, c_new)"
+        mistake = _lstm_mistake((x, h, c, w_ih, w_hh, b_ih, b_hh), got)
+        if mistake:
+            return f"{msg}: {mistake}"
         blocks = "ifgo"
         for order in itertools.permutations(range(4)):
             if order == (0, 1, 2, 3):
@@ -173,9 +204,18 @@ def check_lstm_cell(lstm_cell: Callable) -> bool:
                 return f"your gates are in the order {', '.join(used)}; PyTorch's order is i, f, g, o"
         return msg
 
+    def diagnosed(args):
+        def test(fn):
+            got = fn(*(a.clone() for a in args))
+            msg = compare_values(tuple(reference_lstm_cell(*args)), tuple(got) if isinstance(got, tuple | list) else got,
+                                 atol=1e-10, rtol=1e-7, path="(h, c)")
+            mistake = _lstm_mistake(args, got) if msg else None
+            return f"{msg}: {mistake}" if mistake else msg
+        return test
+
     cases = [
         Case("returns a pair (h, c)", test=pair_case),
-        Case("N = 3, D = 4, H = 5", inputs(3, 4, 5), expected=reference_lstm_cell, atol=1e-10),
+        Case("N = 3, D = 4, H = 5", test=diagnosed(inputs(3, 4, 5))),
         Case("gate order i, f, g, o", test=order_case),
         Case("zero state, D != H", inputs(2, 6, 3, zero_state=True), expected=reference_lstm_cell, atol=1e-10),
         Case("N = 1, D = 1, H = 1", inputs(1, 1, 1), expected=reference_lstm_cell, atol=1e-10),
@@ -244,6 +284,11 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
             if all(compare_values(q.grad, p.grad, atol=1e-8, rtol=1e-5) is None for p, q in zip(again, ref)):
                 return (" (a generator can be iterated only once: computing the norm used it up, so nothing was "
                         "scaled; make a list first, params = list(parameters))")
+        total = float(torch.sqrt(sum(q.grad.pow(2).sum() for q in unscaled if q.grad is not None)))
+        if total < max_norm and all(p.grad is None or torch.allclose(p.grad, q.grad * (max_norm / total), rtol=1e-5)
+                                    for p, q in zip(mine, unscaled)):
+            return (f" (the total norm {total:.3g} is below max_norm = {max_norm:g} and you scaled the gradients up to "
+                    "it: gradients whose norm is below max_norm must stay unchanged)")
         return " (clip in place, one common factor for all parameters)"
 
     def on_device(fn, device):
@@ -270,3 +315,107 @@ def check_clip_grad_norm(clip_grad_norm: Callable) -> bool:
                  "total = sqrt(sum of p.grad.pow(2).sum()); factor = (max_norm / (total + 1e-6)).clamp(max=1.0); "
                  "p.grad.mul_(factor) for every p; return total",
         )
+
+
+@tiered
+def check_sample_with_temperature(sample_with_temperature: Callable) -> bool:
+    """Check ``sample_with_temperature(logits, temperature, generator)`` by frequencies over many draws."""
+    import torch
+
+    def logits_rows(row, n):
+        return torch.tensor(row, dtype=torch.float32).repeat(n, 1)             # (n, V): n draws in one call
+
+    def draw(fn, logits, temperature, seed):
+        out = fn(logits, temperature, torch.Generator().manual_seed(seed))
+        if not isinstance(out, torch.Tensor):
+            return None, f"expected a tensor of indices, got {type(out).__name__}"
+        if tuple(out.shape) != (logits.shape[0],):
+            return None, (f"expected one index per row, shape ({logits.shape[0]},), got {tuple(out.shape)}"
+                          + (" (probabilities, not a draw?)" if out.shape == logits.shape else ""))
+        if out.dtype != torch.long:
+            return None, f"expected integer indices (torch.long), got dtype {out.dtype}"
+        return out, None
+
+    def freq_case(row, temperature, n, tol, seed):
+        def test(fn):
+            logits = logits_rows(row, n)
+            out, msg = draw(fn, logits, temperature, seed)
+            if msg:
+                return msg
+            freq = torch.bincount(out, minlength=len(row)).double() / n
+            want = torch.softmax(torch.tensor(row, dtype=torch.float64) / temperature, 0)
+            if (freq - want).abs().max() > tol:
+                why = ""
+                for wrong, text in ((torch.softmax(torch.tensor(row, dtype=torch.float64) * temperature, 0),
+                                     " (these are the frequencies of softmax(logits * T): divide by T)"),
+                                    (torch.softmax(torch.tensor(row, dtype=torch.float64), 0),
+                                     " (these are the frequencies of softmax(logits), as if T = 1: the temperature "
+                                     "must scale the logits before the softmax)")):
+                    if (freq - wrong).abs().max() <= tol:
+                        why = text
+                        break
+                return (f"frequencies over {n} draws {[round(v, 3) for v in freq.tolist()]}, expected softmax(logits / "
+                        f"{temperature}) = {[round(v, 3) for v in want.tolist()]} (tolerance {tol}){why}")
+            return None
+        return test
+
+    def argmax_case(fn):
+        logits = torch.tensor([[0.5, 2.0, 1.5, -1.0], [3.0, 2.9, -2.0, 0.0], [-4.0, -3.0, -3.5, -6.0]]).repeat(200, 1)
+        out, msg = draw(fn, logits, 1e-3, 7)
+        if msg:
+            return msg
+        if not torch.equal(out, logits.argmax(1)):
+            share = (out == logits.argmax(1)).double().mean().item()
+            return (f"at T = 0.001 only {share:.0%} of the draws are the argmax: dividing by a tiny T makes the "
+                    "largest logit win every time")
+        return None
+
+    def multinomial_case(fn):
+        logits = torch.randn(500, 6, generator=torch.Generator().manual_seed(11))
+        out, msg = draw(fn, logits, 1.0, 12)
+        if msg:
+            return msg
+        want = torch.multinomial(torch.softmax(logits, -1), 1, generator=torch.Generator().manual_seed(12))[:, 0]
+        if not torch.equal(out, want):
+            return (f"{(out != want).sum().item()} of 500 draws differ from torch.multinomial(softmax(logits), 1, "
+                    "generator=generator) started from the same generator state: draw with torch.multinomial "
+                    "and the generator you are given, once, one sample per row")
+        return None
+
+    def generator_case(fn):
+        logits = torch.zeros(300, 5)
+        draws = []
+        for k in range(2):
+            torch.manual_seed(100 + k)                            # a different global state each time
+            out, msg = draw(fn, logits, 1.0, 5)
+            if msg:
+                return msg
+            draws.append(out)
+        if not torch.equal(*draws):
+            return ("two calls with generators seeded alike gave different draws: draw only from `generator`, "
+                    "not from torch's global random state")
+        return None
+
+    cases = [
+        Case("T = 1: frequencies match softmax(logits) over 20,000 draws",
+             test=freq_case([1.0, 0.0, 2.0, -1.0], 1.0, 20_000, 0.015, 0)),
+        Case("T = 0.5: sharper, frequencies match softmax(logits / 0.5)",
+             test=freq_case([1.0, 0.0, 2.0, -1.0], 0.5, 20_000, 0.015, 1)),
+        Case("T = 2: flatter, frequencies match softmax(logits / 2)",
+             test=freq_case([1.0, 0.0, 2.0, -1.0], 2.0, 20_000, 0.015, 2)),
+        Case("T = 3 with negative logits", test=freq_case([-2.0, -5.0, -1.0], 3.0, 20_000, 0.015, 3)),
+        Case("T -> 0 (0.001): always the argmax of each row", test=argmax_case),
+        Case("T = 1: the same draws as torch.multinomial on softmax(logits)", test=multinomial_case),
+        Case("deterministic given the generator (torch's global RNG unused)", test=generator_case),
+        device_case(torch.randn(4, 27, generator=torch.Generator().manual_seed(9)), 0.8, torch.Generator(),
+                    name="logits",
+                    data_note="undecided here: the draw needs the probabilities' values on the CPU, where the "
+                              "generator lives, and the stand-in has none; on a GPU this case runs for real"),
+    ]
+    return run_check(
+        "sample_with_temperature(logits, temperature, generator)", sample_with_temperature, cases,
+        hint="the temperature rescales the logits before they become probabilities: small T sharpens the "
+             "distribution towards the argmax, large T flattens it; every random draw comes from the generator",
+        solution="probs = torch.softmax(logits / temperature, dim=-1); idx = torch.multinomial(probs.cpu(), 1, "
+                 "generator=generator)[:, 0]; return idx.to(logits.device)",
+    )

@@ -19,7 +19,8 @@ def _param_and_grads(seed: int, shape=(4, 3), steps: int = 5):
     return p0, grads
 
 
-def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps=5) -> Case:
+def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps=5, diagnose=None) -> Case:
+    """``diagnose(p0, grads[:t], p_after_t) -> str | None`` may name the mistake behind a mismatch at step t."""
     import torch
 
     def test(fn):
@@ -40,10 +41,30 @@ def _optimizer_case(name, make_torch_opt, run_student, seed, shape=(4, 3), steps
                         "p = p - ... only rebinds a local name")
             msg = compare_values(ref.detach(), mine, atol=1e-10, rtol=1e-9, path=f"p after step {t}")
             if msg:
-                return msg
+                why = diagnose(p0, grads[:t], mine) if diagnose else None
+                return f"{msg} ({why})" if why else msg
         return None
 
     return Case(name, test=test)
+
+
+def _dampened_sgd(lr, momentum, nesterov):
+    """Diagnose the textbook EMA momentum buf = mu * buf + (1 - mu) * grad (buffer started at 0 or at grad)."""
+    def diagnose(p0, grads, got):
+        for first_is_grad in (False, True):
+            p, buf = p0.clone(), None
+            for grad in grads:
+                if buf is None:
+                    buf = grad.clone() if first_is_grad else (1 - momentum) * grad
+                else:
+                    buf = momentum * buf + (1 - momentum) * grad
+                p -= lr * (grad + momentum * buf if nesterov else buf)
+            if compare_values(p, got, atol=1e-10, rtol=1e-9) is None:
+                return ("this is momentum with (1 - momentum) dampening, buf = momentum * buf + (1 - momentum) * "
+                        "grad: an average of past gradients, so its steps are only (1 - momentum) times as long as "
+                        "PyTorch's, whose buffer is a sum with no such factor")
+        return None
+    return diagnose
 
 
 class _SGDRunner:
@@ -91,7 +112,7 @@ def check_sgd_momentum_step(sgd_momentum_step: Callable) -> bool:
     ]:
         cases.append(_optimizer_case(
             name, lambda params, lr=lr, mom=mom, nest=nest: torch.optim.SGD(params, lr=lr, momentum=mom, nesterov=nest),
-            _SGDRunner(lr, mom, nest), seed))
+            _SGDRunner(lr, mom, nest), seed, diagnose=_dampened_sgd(lr, mom, nest) if mom else None))
 
     def on_device(fn, device):
         p0, grads = _param_and_grads(5, steps=2)
@@ -161,14 +182,28 @@ def check_batchnorm_forward(batchnorm_forward: Callable) -> bool:
             rv = torch.rand(C, generator=g, dtype=torch.float64) + 0.5
             ref_rm, ref_rv = rm.clone(), rv.clone()
             y_ref = F.batch_norm(x, ref_rm, ref_rv, gamma, beta, training=training, momentum=momentum, eps=eps)
-            out = fn(x.clone(), gamma.clone(), beta.clone(), rm.clone(), rv.clone(), training, momentum, eps)
+            passed = {"x": x.clone(), "running_mean": rm.clone(), "running_var": rv.clone()}
+            out = fn(passed["x"], gamma.clone(), beta.clone(), passed["running_mean"], passed["running_var"],
+                     training, momentum, eps)
             if not isinstance(out, tuple) or len(out) != 3:
                 return "expected a tuple (y, new_running_mean, new_running_var)"
             for label, e, got in (("y", y_ref, out[0]), ("new_running_mean", ref_rm, out[1]),
                                   ("new_running_var", ref_rv, out[2])):
                 msg = compare_values(e, got, atol=1e-9, rtol=1e-7, path=label)
+                if msg and label == "y" and training:
+                    dims, bc = [0, *range(2, x.ndim)], [1, C] + [1] * (x.ndim - 2)   # bc: (C,) -> broadcastable
+                    var_n1 = x.var(dims, unbiased=True, keepdim=True)
+                    y_unbiased = (x - x.mean(dims, keepdim=True)) / torch.sqrt(var_n1 + eps) * gamma.reshape(bc) \
+                        + beta.reshape(bc)
+                    if compare_values(y_unbiased, got, atol=1e-9, rtol=1e-7) is None:
+                        msg += (" (normalised with the unbiased variance, sum / (n - 1): batch norm normalises with "
+                                "the biased one, sum / n, and uses the unbiased one only for the running variance)")
                 if msg:
                     return msg
+            for label, before in (("x", x), ("running_mean", rm), ("running_var", rv)):
+                if not torch.equal(passed[label], before):
+                    return (f"{label} was changed in place: the caller's tensor must keep its value (the module "
+                            "that owns the running statistics replaces them with the returned ones)")
             return None
 
         return Case(name, test=test)
@@ -302,11 +337,14 @@ def check_batchnorm_backward(batchnorm_backward: Callable) -> bool:
                 if label == "dx":
                     dims = [0] + list(range(2, x.ndim))
                     shape_c = [1, -1] + [1] * (x.ndim - 2)
-                    constant_stats = dy * gamma.reshape(shape_c) / torch.sqrt(
-                        x.var(dims, unbiased=False, keepdim=True) + eps)
-                    if compare_values(constant_stats, g, atol=1e-9, rtol=1e-7) is None:
+                    scale = gamma.reshape(shape_c) / torch.sqrt(x.var(dims, unbiased=False, keepdim=True) + eps)
+                    if compare_values(scale * dy, g, atol=1e-9, rtol=1e-7) is None:
                         return (msg + " (that treats the batch mean and variance as constants: they depend on x "
                                 "too, which adds two terms)")
+                    if compare_values(scale * (dy - dy.mean(dims, keepdim=True)), g, atol=1e-9, rtol=1e-7) is None:
+                        return (msg + " (missing the variance term: you have the paths through x_hat and the mean, "
+                                "but the batch variance depends on every x of the channel too, which adds "
+                                "-x_hat * <dy x_hat>)")
                 return msg
             return None
         return test

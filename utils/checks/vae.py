@@ -1,4 +1,5 @@
-"""Checks for the autoencoder and VAE lab (08): reparameterize, gaussian_kl and elbo_loss."""
+"""Checks for the autoencoder and VAE lab (08): reparameterize, gaussian_kl, elbo_loss, vae_forward
+and kl_per_dim."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered
 
-__all__ = ["check_elbo_loss", "check_gaussian_kl", "check_reparameterize", "reference_elbo_loss",
-           "reference_gaussian_kl"]
+__all__ = ["check_elbo_loss", "check_gaussian_kl", "check_kl_per_dim", "check_reparameterize", "check_vae_forward",
+           "reference_elbo_loss", "reference_gaussian_kl", "reference_kl_per_dim"]
 
 
 def reference_gaussian_kl(mu, logvar):
@@ -18,6 +19,16 @@ def reference_gaussian_kl(mu, logvar):
     q = Normal(mu, torch.exp(0.5 * logvar))
     p = Normal(torch.zeros_like(mu), torch.ones_like(mu))
     return kl_divergence(q, p).sum(-1)
+
+
+def reference_kl_per_dim(mu, logvar):
+    """KL(N(mu, exp(logvar)) || N(0, I)) of each latent dimension, averaged over the batch: (N, K) -> (K,)."""
+    import torch
+    from torch.distributions import Normal, kl_divergence
+
+    q = Normal(mu, torch.exp(0.5 * logvar))
+    p = Normal(torch.zeros_like(mu), torch.ones_like(mu))
+    return kl_divergence(q, p).mean(0)
 
 
 def reference_elbo_loss(x, logits, mu, logvar, beta=1.0):
@@ -176,4 +187,174 @@ def check_elbo_loss(elbo_loss: Callable) -> bool:
         solution="F.binary_cross_entropy_with_logits(logits, x, reduction='none') summed over every "
              "dimension but the batch, plus beta * gaussian_kl(mu, logvar), then the mean over the batch "
              "(a scalar)",
+    )
+
+
+class _Affine:
+    """A decoder stand-in that remembers its input ``z`` and returns ``2 z + 1`` (not a probability)."""
+
+    def __init__(self):
+        self.seen = None
+
+    def __call__(self, z):
+        self.seen = z
+        return 2 * z + 1
+
+
+@tiered
+def check_vae_forward(vae_forward: Callable) -> bool:
+    """Check ``vae_forward(encoder, decoder, x)`` -> (logits, mu, logvar) with a known encoder."""
+    import torch
+    from torch import nn
+
+    K, D = 3, 5
+
+    def encoder_of(dtype=torch.float64):
+        torch.manual_seed(0)
+        return nn.Linear(D, 2 * K).to(dtype)
+
+    x = torch.randn(4, D, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+
+    def outputs(fn, encoder, decoder, inputs):
+        out = fn(encoder, decoder, inputs)
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            return None, f"expected a tuple (logits, mu, logvar), got {type(out).__name__}"
+        return out, None
+
+    def split_case(fn):
+        encoder, decoder = encoder_of(), _Affine()
+        out, msg = outputs(fn, encoder, decoder, x)
+        if msg:
+            return msg
+        with torch.no_grad():
+            h = encoder(x)
+        first, mu, logvar = out
+        if (isinstance(first, torch.Tensor) and first.shape == (len(x), K)
+                and torch.allclose(first.detach().to(h.dtype), h[:, :K])):
+            return "the first element is mu, not the logits: return (logits, mu, logvar) in that order"
+        for name, got in (("mu", mu), ("logvar", logvar)):
+            if not isinstance(got, torch.Tensor) or got.shape != (len(x), K):
+                shape = tuple(got.shape) if isinstance(got, torch.Tensor) else type(got).__name__
+                return (f"{name}: expected shape {(len(x), K)} (the encoder's {2 * K} outputs split in two along "
+                        f"the feature dimension), got {shape}")
+        if torch.allclose(mu.detach(), h[:, K:]) and torch.allclose(logvar.detach(), h[:, :K]):
+            return "mu and logvar are swapped: the first K encoder outputs are mu, the last K are logvar"
+        if (decoder.seen is not None and decoder.seen.shape == mu.shape and torch.equal(mu.detach(), decoder.seen.detach())
+                and not torch.allclose(mu.detach(), h[:, :K])):
+            return "the returned mu is the sampled z: return the encoder's mean, the KL term needs it"
+        return (compare_values(h[:, :K], mu, atol=1e-12, rtol=0, path="mu (the first K encoder outputs)")
+                or compare_values(h[:, K:], logvar, atol=1e-12, rtol=0, path="logvar (the last K encoder outputs)"))
+
+    def logits_case(fn):
+        decoder = _Affine()
+        out, msg = outputs(fn, encoder_of(), decoder, x)
+        if msg:
+            return msg
+        if decoder.seen is None:
+            return "the decoder was never called: the logits are decoder(z)"
+        msg = compare_values(decoder(decoder.seen), out[0], atol=1e-12, rtol=0, path="logits")
+        if msg and isinstance(out[0], torch.Tensor) and out[0].shape == decoder.seen.shape:
+            if torch.allclose(out[0].detach(), torch.sigmoid(decoder(decoder.seen)).detach()):
+                msg += " (that is sigmoid(decoder(z)): return the logits, elbo_loss works in logit space)"
+        return msg
+
+    def sample_case(fn):
+        encoder, decoder = encoder_of(), _Affine()
+        many = x[:1].repeat(100_000, 1)                               # one image, 100,000 draws of z
+        out, msg = outputs(fn, encoder, decoder, many)
+        if msg:
+            return msg
+        z = decoder.seen
+        with torch.no_grad():
+            mu, logvar = encoder(x[:1]).chunk(2, dim=1)
+        if z is None or z.shape != (len(many), K):
+            return f"the decoder should receive z of shape {(len(many), K)}, got {None if z is None else tuple(z.shape)}"
+        z = z.detach()
+        if z.std(0).max() < 1e-6:
+            return "the decoder received the same z for every draw (mu itself?): decode a sample z = reparameterize(mu, logvar)"
+        msg = compare_values(mu[0], z.mean(0), atol=0.02, rtol=0, path="mean of the decoded z")
+        return msg or compare_values(torch.exp(0.5 * logvar[0]), z.std(0), atol=0, rtol=0.02,
+                                     path="std of the decoded z (sigma = exp(0.5 * logvar))")
+
+    def grad_case(fn):
+        encoder = encoder_of()
+        out, msg = outputs(fn, encoder, _Affine(), x)
+        if msg:
+            return msg
+        if not isinstance(out[0], torch.Tensor) or not out[0].requires_grad:
+            return "the logits do not depend on the encoder through autograd (no detach, no torch.no_grad)"
+        out[0].sum().backward()
+        grad = encoder.weight.grad
+        if grad is None:
+            return "no gradient reached the encoder from the logits"
+        missing = [name for name, rows in (("mu", grad[:K]), ("logvar", grad[K:])) if not rows.any()]
+        if missing:
+            return (f"no gradient reached the encoder's {' or '.join(missing)} outputs through the logits: "
+                    "z must be computed from mu and logvar without .detach()")
+        return None
+
+    def fresh_case(fn):
+        encoder = encoder_of()
+        a, b = fn(encoder, _Affine(), x)[0], fn(encoder, _Affine(), x)[0]
+        return "two calls gave the same logits: draw a new z on every call" if torch.equal(a, b) else None
+
+    cases = [
+        Case("mu = first K encoder outputs, logvar = last K, shapes (N, K)", test=split_case),
+        Case("returns the decoder's output as logits", test=logits_case),
+        Case("the decoder receives z ~ N(mu, sigma^2) (100,000 draws)", test=sample_case),
+        Case("gradients reach the encoder through mu and logvar", test=grad_case),
+        Case("a new z on every call", test=fresh_case),
+        device_case(encoder_of(torch.float32), nn.Linear(K, D), x.float(), name="x"),
+    ]
+    return run_check(
+        "vae_forward(encoder, decoder, x)", vae_forward, cases,
+        hint="the encoder gives the posterior's parameters, a reparameterized sample of it goes through the "
+             "decoder, and the loss needs the decoder's logits and both parameters",
+        solution="mu, logvar = encoder(x).chunk(2, dim=1); return decoder(reparameterize(mu, logvar)), mu, logvar",
+    )
+
+
+@tiered
+def check_kl_per_dim(kl_per_dim: Callable) -> bool:
+    """Check ``kl_per_dim(mu, logvar)`` -> (K,) against torch.distributions.kl_divergence."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    mu, logvar = torch.randn(6, 4, generator=g, dtype=torch.float64), torch.randn(6, 4, generator=g, dtype=torch.float64)
+    collapsed_mu, collapsed_lv = mu.clone(), logvar.clone()
+    collapsed_mu[:, 2] = 0.0
+    collapsed_lv[:, 2] = 0.0
+
+    def case(name, args, atol=1e-10):
+        def test(fn):
+            got = fn(*[a.clone() for a in args])
+            expected = reference_kl_per_dim(*args)
+            n, k = args[0].shape
+            if isinstance(got, torch.Tensor) and got.shape != expected.shape:
+                if got.shape == (n,) and n != k:
+                    return (f"shape {tuple(got.shape)}: one value per sample (a sum or mean over the latent "
+                            f"dimensions); expected {tuple(expected.shape)}, one value per latent dimension, "
+                            "averaged over the batch (dim 0)")
+                return f"shape: expected {tuple(expected.shape)} (one value per latent dimension), got {tuple(got.shape)}"
+            msg = compare_values(expected, got, atol=atol, rtol=1e-10, path="KL per dimension")
+            if msg and isinstance(got, torch.Tensor) and n > 1 and torch.allclose(got.detach().cpu(), n * expected):
+                msg += f" (that is {n} times the expected value: the sum over the batch instead of the mean)"
+            return msg
+        return Case(name, test=test)
+
+    cases = [
+        case("standard normal posterior -> zeros of shape (K,)", (torch.zeros(5, 3), torch.zeros(5, 3)), atol=1e-6),
+        case("random (6, 4) float64", (mu, logvar)),
+        case("a collapsed dimension (mu = 0, logvar = 0 in dimension 2) -> 0 there", (collapsed_mu, collapsed_lv)),
+        case("a batch of one (1, 4)", (mu[:1], logvar[:1])),
+        case("wide values, (3, 16)", (10 * torch.randn(3, 16, generator=g, dtype=torch.float64),
+                                      4 * torch.randn(3, 16, generator=g, dtype=torch.float64)), atol=1e-8),
+        device_case(mu, logvar),
+    ]
+    return run_check(
+        "kl_per_dim(mu, logvar)", kl_per_dim, cases,
+        hint="the closed-form Gaussian KL of each latent dimension, averaged over the samples of the batch, "
+             "one value per dimension",
+        solution="(0.5 * (mu^2 + exp(logvar) - 1 - logvar)).mean(dim=0): the per-dimension KL, averaged "
+                 "over the batch, shape (K,)",
     )
