@@ -44,15 +44,16 @@ def _toy_notebook():
     cell = new_code_cell("def f():\n    ### BEGIN SOLUTION\n    return 1\n    ### END SOLUTION\nf()")
     cell.outputs = [new_output("execute_result", data={"text/plain": "1"}, execution_count=1)]
     cell.execution_count = 1
+    check = new_code_cell("f_ok = checks.toy.check_f(f)")
     hidden = new_code_cell("secret = 42")
     hidden.metadata["tags"] = ["remove-in-lab"]
     title = new_markdown_cell(f"# Lab 99 · Toy\n\n{labs.badge('notebooks', '99_toy.ipynb')}")
-    return new_notebook(cells=[title, cell, hidden])
+    return new_notebook(cells=[title, cell, check, hidden])
 
 
 def test_make_lab_clears_outputs_drops_tagged_cells_and_relinks():
     lab = labs.make_lab(_toy_notebook())
-    assert len(lab["cells"]) == 2
+    assert len(lab["cells"]) == 3
     code = lab["cells"][1]
     assert code["outputs"] == [] and code["execution_count"] is None
     assert "return 1" not in code["source"] and "raise NotImplementedError()" in code["source"]
@@ -63,8 +64,10 @@ def test_make_lab_clears_outputs_drops_tagged_cells_and_relinks():
 def test_build_and_check_on_a_temporary_tree(tmp_path):
     (tmp_path / "notebooks").mkdir()
     nbformat.write(_toy_notebook(), str(tmp_path / "notebooks" / "99_toy.ipynb"))
-    assert labs.check(tmp_path) == ["labs/99_toy.ipynb is missing"]
-    assert [p.name for p in labs.build(tmp_path)] == ["99_toy.ipynb"]
+    assert labs.check(tmp_path) == ["labs/99_toy.ipynb is missing",
+                                    "notebooks/99_toy.ipynb lacks its nbgrader metadata or hidden tests"]
+    written = [p.relative_to(tmp_path).as_posix() for p in labs.build(tmp_path)]
+    assert written == ["notebooks/99_toy.ipynb", "labs/99_toy.ipynb"]
     assert labs.check(tmp_path) == []
     assert labs.build(tmp_path) == []  # idempotent
     (tmp_path / "labs" / "99_toy.ipynb").write_text("{}")
@@ -73,6 +76,37 @@ def test_build_and_check_on_a_temporary_tree(tmp_path):
     assert "labs/98_orphan.ipynb has no notebook in notebooks/" in labs.check(tmp_path)
     labs.build(tmp_path)
     assert not (tmp_path / "labs" / "98_orphan.ipynb").exists()
+
+
+def test_grading_metadata_follows_the_markers():
+    nb, problems = labs.add_grading(_toy_notebook())
+    assert problems == []
+    meta = [c["metadata"].get("nbgrader") for c in nb["cells"]]
+    assert meta[0] is None and meta[3] is None
+    assert meta[1]["solution"] and not meta[1]["grade"] and meta[1]["grade_id"] == "f"
+    assert meta[2]["grade"] and meta[2]["locked"] and meta[2]["points"] == 1
+    assert meta[2]["grade_id"] == "check_f"
+    check_src = nb["cells"][2]["source"]
+    assert check_src.startswith("f_ok = checks.toy.check_f(f)\n### BEGIN HIDDEN TESTS\nassert f_ok,")
+    # idempotent; an instructor's points survive a rebuild
+    nb["cells"][2]["metadata"]["nbgrader"]["points"] = 3
+    again, _ = labs.add_grading(nb)
+    assert again["cells"][2]["metadata"]["nbgrader"]["points"] == 3
+    assert again["cells"][2]["source"] == check_src
+    # the student version shows the check without its hidden assertion
+    assert labs.make_lab(again)["cells"][2]["source"] == "f_ok = checks.toy.check_f(f)"
+    # an exercise without a self-check cell is reported
+    lonely = _toy_notebook()
+    del lonely["cells"][2]
+    assert labs.add_grading(lonely)[1] == [
+        "cell 1: the exercise has no self-check cell after it (`name_ok = checks.topic.check_name(name)`)"]
+
+
+@pytest.mark.parametrize("src", ["### BEGIN HIDDEN TESTS\nx", "x\n### END HIDDEN TESTS",
+                                 "### BEGIN HIDDEN TESTS\n### BEGIN HIDDEN TESTS\n"])
+def test_strip_hidden_tests_rejects_unbalanced_markers(src):
+    with pytest.raises(ValueError, match="HIDDEN TESTS"):
+        labs.strip_hidden_tests(src)
 
 
 def test_new_scaffolds_the_standard_anatomy(tmp_path):

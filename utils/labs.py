@@ -10,7 +10,16 @@ Usage::
 In notebooks/, solution code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
 (the nbgrader convention). In labs/ it becomes ``# YOUR CODE HERE`` and
 ``raise NotImplementedError()`` at the same indentation; outputs are cleared; cells tagged
-``remove-in-lab`` are dropped; badges point at labs/. Nothing else changes.
+``remove-in-lab`` are dropped; hidden tests (``### BEGIN HIDDEN TESTS`` ... ``### END HIDDEN
+TESTS``) are removed; badges point at labs/. Nothing else changes.
+
+Grading (nbgrader). ``build`` also writes nbgrader's cell metadata into notebooks/, derived from
+the markers so nothing is maintained twice: every exercise (a cell with a solution region) is a
+solution cell; the self-check cell after it (``name_ok = checks.topic.check_name(name)``) is a
+graded, read-only test cell (1 point unless an instructor set other points) whose hidden test
+asserts the check's result, so a failing self-check fails the graded cell and grades never
+disagree with the feedback the student sees; the setup cell is read-only. ``check`` fails when
+notebooks/ lack that metadata or an exercise has no self-check cell.
 """
 
 from __future__ import annotations
@@ -27,6 +36,8 @@ __all__ = [
     "BEGIN",
     "END",
     "strip_solutions",
+    "strip_hidden_tests",
+    "add_grading",
     "make_lab",
     "build",
     "check",
@@ -38,6 +49,10 @@ __all__ = [
 ]
 
 BEGIN, END = "### BEGIN SOLUTION", "### END SOLUTION"
+HIDDEN_BEGIN, HIDDEN_END = "### BEGIN HIDDEN TESTS", "### END HIDDEN TESTS"
+CHECK_CELL = re.compile(r"^(?P<var>\w+) = checks\.\w+\.(?P<check>check_\w+)\((?P<arg>\w+)\)$")
+SETUP_IMPORT = re.compile(r"^from utils import .*\bchecks\b", flags=re.M)
+NBGRADER_SCHEMA = 3
 STUB = ("# YOUR CODE HERE", "raise NotImplementedError()")
 NOTEBOOK_PATTERN = re.compile(r"^\d\d_[a-z0-9_]+\.ipynb$")
 REMOVE_TAG = "remove-in-lab"
@@ -92,6 +107,82 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def strip_hidden_tests(source: str) -> str:
+    """Remove every hidden-test region (markers included), as nbgrader's ClearHiddenTests does.
+
+    Raises:
+        ValueError: unbalanced or nested markers.
+    """
+    out: list[str] = []
+    inside = found = False
+    for line in source.split("\n"):
+        stripped = line.strip()
+        if stripped == HIDDEN_BEGIN:
+            if inside:
+                raise ValueError(f"nested '{HIDDEN_BEGIN}' marker")
+            inside = found = True
+        elif stripped == HIDDEN_END:
+            if not inside:
+                raise ValueError(f"'{HIDDEN_END}' without '{HIDDEN_BEGIN}'")
+            inside = False
+        elif not inside:
+            out.append(line)
+    if inside:
+        raise ValueError(f"'{HIDDEN_BEGIN}' without '{HIDDEN_END}'")
+    text = "\n".join(out)
+    return text.rstrip("\n") if found else text
+
+
+def _source(cell) -> str:
+    return cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+
+
+def _nbgrader(grade_id: str, *, solution=False, grade=False, locked=False, points=None) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked,
+            "schema_version": NBGRADER_SCHEMA, "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    return meta
+
+
+def add_grading(nb: dict) -> tuple[dict, list[str]]:
+    """Return a copy of an instructor notebook with nbgrader metadata and hidden tests written
+    from the markers (see the module docstring), and the problems found (an exercise without a
+    self-check cell after it). Idempotent; an instructor's ``points`` are kept."""
+    nb = copy.deepcopy(nb)
+    problems: list[str] = []
+    cells = nb["cells"]
+    points_set = [(c.get("metadata", {}).pop("nbgrader", None) or {}).get("points") for c in cells]
+    setup_done = False
+    for i, cell in enumerate(cells):
+        meta = cell.setdefault("metadata", {})
+        if cell["cell_type"] != "code":
+            continue
+        source = _source(cell)
+        if not setup_done and SETUP_IMPORT.search(source):
+            meta["nbgrader"] = _nbgrader("setup", locked=True)
+            setup_done = True
+            continue
+        if BEGIN not in source:
+            continue
+        nxt = cells[i + 1] if i + 1 < len(cells) and cells[i + 1]["cell_type"] == "code" else None
+        first = strip_hidden_tests(_source(nxt)).strip() if nxt is not None else ""
+        match = CHECK_CELL.match(first)
+        if match is None:
+            name = re.search(r"^\s*(?:def|class)\s+(\w+)", source, flags=re.M)
+            meta["nbgrader"] = _nbgrader(name.group(1) if name else f"cell{i}", solution=True)
+            problems.append(f"cell {i}: the exercise has no self-check cell after it "
+                            "(`name_ok = checks.topic.check_name(name)`)")
+            continue
+        meta["nbgrader"] = _nbgrader(match["arg"], solution=True)
+        nxt.setdefault("metadata", {})["nbgrader"] = _nbgrader(
+            match["check"], grade=True, locked=True, points=points_set[i + 1] or 1)
+        nxt["source"] = (f"{first}\n{HIDDEN_BEGIN}\n"
+                         f"assert {match['var']}, \"{match['check']} failed: its report above says which "
+                         f"case and why\"\n{HIDDEN_END}")
+    return nb, problems
+
+
 def _relink(text: str, folder: str) -> str:
     return _BADGE_RE.sub(lambda m: colab_url(folder, m.group(2)), text)
 
@@ -104,9 +195,9 @@ def make_lab(nb: dict) -> dict:
     for cell in lab["cells"]:
         if REMOVE_TAG in cell.get("metadata", {}).get("tags", []):
             continue
-        source = cell["source"] if isinstance(cell["source"], str) else "".join(cell["source"])
+        source = _source(cell)
         if cell["cell_type"] == "code":
-            source = strip_solutions(source)
+            source = strip_hidden_tests(strip_solutions(source))
             cell["outputs"] = []
             cell["execution_count"] = None
             cell.get("metadata", {}).pop("execution", None)
@@ -136,13 +227,18 @@ def _pairs(root: Path) -> list[tuple[Path, Path]]:
 
 
 def build(root: Path | None = None) -> list[Path]:
-    """Regenerate labs/ from notebooks/; remove labs without a notebook. Returns written paths."""
+    """Write the grading metadata into notebooks/ and regenerate labs/ from them; remove labs
+    without a notebook. Returns the written paths."""
     root = root or repo_root()
     (root / "labs").mkdir(exist_ok=True)
     written = []
     pairs = _pairs(root)
     for src, dst in pairs:
-        text = _dumps(make_lab(_read(src)))
+        graded, _ = add_grading(_read(src))
+        if src.read_text(encoding="utf-8") != _dumps(graded):
+            src.write_text(_dumps(graded), encoding="utf-8")
+            written.append(src)
+        text = _dumps(make_lab(graded))
         if not dst.exists() or dst.read_text(encoding="utf-8") != text:
             dst.write_text(text, encoding="utf-8")
             written.append(dst)
@@ -160,16 +256,20 @@ def check(root: Path | None = None) -> list[str]:
     problems = []
     pairs = _pairs(root)
     for src, dst in pairs:
-        if not dst.exists():
-            problems.append(f"{dst.relative_to(root)} is missing")
-            continue
         try:
-            expected = _dumps(make_lab(_read(src)))
+            nb = _read(src)
+            graded, missing = add_grading(nb)
+            expected = _dumps(make_lab(nb))
         except ValueError as exc:
             problems.append(f"{src.relative_to(root)}: {exc}")
             continue
-        if dst.read_text(encoding="utf-8") != expected:
+        if not dst.exists():
+            problems.append(f"{dst.relative_to(root)} is missing")
+        elif dst.read_text(encoding="utf-8") != expected:
             problems.append(f"{dst.relative_to(root)} is stale")
+        if _dumps(graded) != _dumps(nb):
+            problems.append(f"{src.relative_to(root)} lacks its nbgrader metadata or hidden tests")
+        problems += [f"{src.relative_to(root)}: {m}" for m in missing]
     names = {dst.name for _, dst in pairs}
     for extra in sorted((root / "labs").glob("*.ipynb")):
         if extra.name not in names:
@@ -259,7 +359,7 @@ def new_notebook(number: int, slug: str, title: str, root: Path | None = None) -
             '    """Shapes in, shapes out."""\n'
             f"    {BEGIN}\n    return x\n    {END}\n"
         ),
-        new_code_cell("# checks.<topic>.check_my_function(my_function)"),
+        new_code_cell("my_function_ok = checks.TOPIC.check_my_function(my_function)"),
         new_markdown_cell("## Results"),
         new_code_cell(
             "print({k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()})\n"
@@ -291,7 +391,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "build":
         written = build()
-        print(f"labs/: {len(written)} file(s) updated" + "".join(f"\n  {p.name}" for p in written))
+        root = repo_root()
+        print(f"{len(written)} file(s) updated" + "".join(f"\n  {p.relative_to(root)}" for p in written))
     elif args.command == "check":
         problems = check()
         if problems:
