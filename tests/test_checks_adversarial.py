@@ -252,7 +252,8 @@ def test_gram_check_names_the_normalisation(capsys):
         f = features.flatten(2)
         return f @ f.transpose(1, 2)
 
-    for wrong, words in ((gram_chw, "divided by C * H * W"), (gram_unnormalised, "not divided at all")):
+    for wrong, words in ((gram_chw, "divided by C * H * W (the normalisation of Johnson et al. 2016"),
+                         (gram_unnormalised, "not divided at all")):
         assert not _verdict(checks.check_gram_matrix, wrong, capsys)
         checks.check_gram_matrix(wrong)
         assert words in capsys.readouterr().out

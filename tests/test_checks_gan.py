@@ -135,6 +135,17 @@ def test_gan_step_check(capsys):
     assert "detach the fakes" in ok(_gan_mistake("no detach, graph retained"))[1]  # gradients into G twice
 
 
+def test_gan_step_check_names_the_unpassed_saturating_flag(capsys):
+    """Only the saturating case fails, and the step equals the non-saturating one: the flag is named."""
+    assert not checks.check_gan_step(_gan_mistake("always non-saturating"))
+    out = capsys.readouterr().out
+    failed = [line for line in out.splitlines() if line.startswith("  ✗")]
+    assert len(failed) == 1 and "saturating loss" in failed[0], failed
+    assert "pass `saturating` to `generator_loss`" in failed[0]
+    assert not checks.check_gan_step(gan_step_generator_first)          # another mistake: not blamed on the flag
+    assert "pass `saturating`" not in capsys.readouterr().out
+
+
 def test_gan_step_check_names_tensor_returns_and_stale_logits(capsys):
     """Loss tensors instead of floats, and the generator's logits reused from before D's update."""
     def returns_tensors(G, D, opt_g, opt_d, real, z, saturating=False):
@@ -183,8 +194,39 @@ def test_discriminator_loss_check_names_the_joint_mean(capsys):
     assert not _verdict(checks.check_discriminator_loss, joint, capsys)
     checks.check_discriminator_loss(joint)
     out = capsys.readouterr().out
-    assert "your value is half the reference: average the real and the fake terms each on its own, then add" in out
+    assert ("your value is half the reference (a factor 0.5, or one mean over both sets): average the real and "
+            "the fake terms each on its own, then add") in out
     assert "one mean over all the real and fake logits together" in out        # the 6-vs-20 case
+
+
+def test_discriminator_loss_check_names_a_factor_half(capsys):
+    """0.5 * (mean + mean): named as a factor 0.5 in every value case, also where the sets differ in size."""
+    halved = lambda r, f: 0.5 * d_loss_softplus(r, f)  # noqa: E731
+    assert not _verdict(checks.check_discriminator_loss, halved, capsys)
+    checks.check_discriminator_loss(halved)
+    out = capsys.readouterr().out
+    assert "half the reference (a factor 0.5, or one mean over both sets)" in out       # 8 real, 8 fake
+    assert "half the reference (a factor 0.5): average the real and the fake terms" in out   # 6 real, 20 fake
+    assert "half the reference's: a factor 0.5 in the loss?" in out                   # the gradient case
+    assert "one mean over all the real and fake logits together" not in out
+
+
+def test_loss_checks_name_the_opposite_sign(capsys):
+    """A loss to maximise instead of minimise: every failing value and gradient case says so."""
+    cases = [
+        (checks.check_discriminator_loss, lambda r, f: -d_loss_softplus(r, f)),
+        (checks.check_generator_loss,       # non-saturating branch negated
+         lambda f, saturating=False: -F.softplus(f).mean() if saturating else -F.softplus(-f).mean()),
+        (checks.check_generator_loss,       # saturating branch negated: -log(1 - D(G(z))), a loss to maximise
+         lambda f, saturating=False: F.softplus(f).mean() if saturating else F.softplus(-f).mean()),
+    ]
+    for check, wrong in cases:
+        assert not _verdict(check, wrong, capsys)
+        check(wrong)
+        failed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ✗")]
+        assert failed and all("opposite sign: both are losses to minimise" in line for line in failed), failed
+    checks.check_generator_loss(g_loss_logsigmoid)                 # a correct loss gets no such note
+    assert "opposite sign" not in capsys.readouterr().out
 
 
 def test_gan_step_notes_read_for_a_student(capsys):

@@ -111,9 +111,51 @@ def test_value_iteration_blow_up_names_the_axis(capsys):
     out = capsys.readouterr().out
     assert "V blows up: does P @ V sum over s'" in out and "did not stop" not in out, out
     checks.check_value_iteration(vi_no_gamma)                              # gamma forgotten: V grows too
-    assert "blows up" in capsys.readouterr().out
+    assert "is P @ V multiplied by gamma?" in capsys.readouterr().out
     checks.check_value_iteration(vi_one_sweep)                             # wrong, but small: no such hint
     assert "blows up" not in capsys.readouterr().out
+
+
+def vi_no_gamma_capped(P, R, gamma, tol=1e-10):
+    """gamma left out, with a cap of 5,000 sweeps: V grows but stays below the blow-up threshold."""
+    V = np.zeros(P.shape[0])
+    for _ in range(5000):
+        V_new = (R + P @ V).max(axis=1)
+        if np.abs(V_new - V).max() < tol:
+            break
+        V = V_new
+    return V_new, (R + P @ V_new).argmax(axis=1)
+
+
+def test_value_iteration_names_a_missing_gamma(capsys):
+    assert not _verdict(checks.check_value_iteration, vi_no_gamma_capped, capsys)
+    checks.check_value_iteration(vi_no_gamma_capped)
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("  ✗")]
+    assert len(lines) == 4 and all("is P @ V multiplied by gamma?" in line for line in lines), lines
+    one_state = next(line for line in lines if "one state" in line)
+    assert "exceeds max|R| / (1 - gamma) = 20" in one_state and "sum over s'" not in one_state   # S = 1: no axis
+    grid = next(line for line in lines if "gamma = 0.5" in line)
+    assert "V is the undiscounted value" in grid
+
+
+def vi_no_gamma_forever(P, R, gamma, tol=1e-10):
+    """gamma left out, no cap: never stops for gamma < 1 on MDPs without terminal states."""
+    V = np.zeros(P.shape[0])
+    while True:
+        V_new = (R + P @ V).max(axis=1)
+        if np.abs(V_new - V).max() < tol:
+            return V_new, (R + P @ V_new).argmax(axis=1)
+        V = V_new
+
+
+def test_value_iteration_waits_for_one_time_out_only(capsys, monkeypatch):
+    """Three cases would each run into the time limit: only the first waits, the others are skipped."""
+    monkeypatch.setattr(checks, "TIME_LIMIT_S", 0.3)
+    assert not _verdict(checks.check_value_iteration, vi_no_gamma_forever, capsys)
+    checks.check_value_iteration(vi_no_gamma_forever)
+    out = capsys.readouterr().out
+    assert out.count("did not stop within 0.3 s") == 1 and "is P @ V multiplied by gamma?" in out, out
+    assert out.count("not run: an earlier case ran past the 0.3 s time limit") == 3, out
 
 
 def test_value_iteration_time_limit_outside_the_main_thread(capsys, monkeypatch):
@@ -204,6 +246,22 @@ def arrays_mirrored_row(env):
     return P, R
 
 
+def arrays_absorbing_source(env):
+    """Makes the state a terminated transition starts from absorbing, instead of the one it enters."""
+    S, A = env.observation_space.n, env.action_space.n
+    P, R = np.zeros((S, A, S)), np.zeros((S, A))
+    source = np.zeros(S, dtype=bool)
+    for s, acts in env.unwrapped.P.items():
+        for a, tr in acts.items():
+            for p, s2, r, d in tr:
+                P[s, a, s2] += p
+                R[s, a] += p * r
+                source[s] |= bool(d)
+    P[source], R[source] = 0.0, 0.0
+    P[source, :, source] = 1.0
+    return P, R
+
+
 def test_toy_text_check_hints_point_at_the_wrong_row(capsys):
     checks.check_toy_text_to_arrays(arrays_no_terminal)
     out = capsys.readouterr().out
@@ -211,6 +269,10 @@ def test_toy_text_check_hints_point_at_the_wrong_row(capsys):
     checks.check_toy_text_to_arrays(arrays_mirrored_row)
     out = capsys.readouterr().out
     assert "first wrong row: state 0" in out and "is terminal" not in out
+    assert not _verdict(checks.check_toy_text_to_arrays, arrays_absorbing_source, capsys)
+    checks.check_toy_text_to_arrays(arrays_absorbing_source)
+    out = capsys.readouterr().out
+    assert out.count("terminal states are the s_next of a terminated transition") == 5, out
 
 
 def test_toy_text_check(capsys):
@@ -329,6 +391,17 @@ def test_epsilon_greedy_check(capsys):
         assert not _verdict(checks.check_epsilon_greedy, wrong, capsys), wrong.__name__
 
 
+@pytest.mark.parametrize("wrong, phrase, count", [
+    (eps_no_ties, "(tied best actions: always the first one; choose among all tied actions at random)", 2),
+    (eps_excluding_greedy, "(with epsilon = 1 the greedy action is never taken: a random action is any of the 4 "
+                           "actions, the greedy one included)", 1),
+    (eps_excluding_greedy, "(the greedy action gets only 1 - epsilon = 0.7", 1)], ids=["ties", "exclude", "exclude2"])
+def test_epsilon_greedy_names_the_mistake(wrong, phrase, count, capsys):
+    checks.check_epsilon_greedy(wrong)
+    out = capsys.readouterr().out
+    assert out.count(phrase) == count and "rng.choice(best)" not in out, out         # tier 1: no solution line
+
+
 def test_checks_never_raise(capsys):
     def boom(*args):
         raise RuntimeError("boom")
@@ -357,12 +430,13 @@ def dqn_ok2(q_net, target_net, batch, gamma):
 
 
 def _dqn_variant(name, *, mask=True, online_max=False, grad_target=False, gather_dim=1, loss=F.smooth_l1_loss,
-                 max_not_taken=False, cpu_mask=False):
+                 max_not_taken=False, cpu_mask=False, squeeze=True):
     """The solution with one mistake switched on."""
     def fn(q_net, target_net, batch, gamma):
         states, actions, rewards, next_states, terminated = batch
         q_all = q_net(states)
-        q_taken = q_all.max(dim=1).values if max_not_taken else q_all.gather(gather_dim, actions[:, None]).squeeze(1)
+        q_taken = q_all.max(dim=1).values if max_not_taken else q_all.gather(gather_dim, actions[:, None])
+        q_taken = q_taken.squeeze(1) if squeeze and q_taken.ndim == 2 else q_taken
         with torch.enable_grad() if grad_target else torch.no_grad():
             alive = (torch.ones(len(terminated)) if cpu_mask else 1) - terminated if mask else 1
             bootstrap = (q_net if online_max else target_net)(next_states).max(dim=1).values
@@ -379,22 +453,31 @@ dqn_gather_dim0 = _dqn_variant("dqn_gather_dim0", gather_dim=0)
 dqn_mse = _dqn_variant("dqn_mse", loss=F.mse_loss)
 dqn_max_not_taken = _dqn_variant("dqn_max_not_taken", max_not_taken=True)
 dqn_cpu_mask = _dqn_variant("dqn_cpu_mask", cpu_mask=True)     # right values, the mask made on the CPU
+dqn_sum = _dqn_variant("dqn_sum", loss=lambda q, t: F.smooth_l1_loss(q, t, reduction="sum"))
+dqn_no_squeeze = _dqn_variant("dqn_no_squeeze", squeeze=False)  # (B, 1) against (B,): broadcasts to (B, B)
 
 
+@pytest.mark.filterwarnings("ignore:Using a target size")        # dqn_no_squeeze broadcasts, and torch says so
 def test_dqn_loss_check(capsys):
     _accepts_and_rejects(checks.check_dqn_loss, (dqn_ok, dqn_ok2, _dqn_variant("dqn_variant_default")),
                          (dqn_no_terminal_mask, dqn_online_max, dqn_grad_through_target, dqn_gather_dim0, dqn_mse,
-                          dqn_max_not_taken, dqn_cpu_mask), capsys)
+                          dqn_max_not_taken, dqn_cpu_mask, dqn_sum, dqn_no_squeeze), capsys)
 
 
 @pytest.mark.parametrize("wrong, phrase", [
     (dqn_no_terminal_mask, "(1 - terminated)"), (dqn_online_max, "use target_net(next_states)"),
     (dqn_grad_through_target, "a gradient reached the target network"), (dqn_gather_dim0, "wrong dimension"),
-    (dqn_mse, "Huber"), (dqn_max_not_taken, "not the action taken")], ids=lambda v: getattr(v, "__name__", ""))
+    (dqn_mse, "Huber"), (dqn_max_not_taken, "not the action taken"),
+    (dqn_sum, "the mean over the batch, not the sum"),
+    (dqn_no_squeeze, "Q(s, a) has shape (B, 1): squeeze(1) so it matches the (B,) target")],
+    ids=lambda v: getattr(v, "__name__", ""))
+@pytest.mark.filterwarnings("ignore:Using a target size")
 def test_dqn_loss_names_the_mistake(wrong, phrase, capsys):
     checks.check_dqn_loss(wrong)
     out = capsys.readouterr().out
     assert phrase in out and "smooth_l1_loss(q_taken, target)" not in out, out     # tier 1: no solution line
+    value_lines = [line for line in out.splitlines() if line.startswith("  ✗") and "loss: expected" in line]
+    assert all(phrase in line for line in value_lines), out                         # never another mistake's advice
 
 
 def test_dqn_loss_solution_tier(capsys):
@@ -406,3 +489,9 @@ def test_dqn_hand_batch_value():
     q_net, target_net = checks._table_net(checks._Q_ONLINE), checks._table_net(checks._Q_TARGET)
     loss = checks.reference_dqn_loss(q_net, target_net, checks._hand_batch(), 0.9)
     assert abs(loss.item() - 0.28125) < 1e-6
+    mistakes = {advice.split(":")[0]: wrong.item() for advice, wrong in
+                checks._dqn_mistakes(q_net, target_net, checks._hand_batch(), 0.9).items()}
+    assert abs(mistakes["summed over the batch"] - 1.125) < 1e-6                             # 4 x 0.28125
+    assert abs(mistakes["a terminal transition still bootstraps"] - 1.35) < 1e-6            # (0.32 + 4.4 + 0.08 + 0.6) / 4
+    wrong_values = sorted(v for v in mistakes.values() if abs(v - 0.28125) > 1e-5)
+    assert all(b - a > 1e-3 for a, b in zip(wrong_values, wrong_values[1:])), mistakes     # no two mistakes collide

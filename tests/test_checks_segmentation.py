@@ -211,3 +211,68 @@ def test_iou_check_per_image_hint_only_when_single_map_passes(capsys):
     assert not checks.check_iou_per_class(  # recall: wrong everywhere, so no per-image suffix
         lambda p, t, n: torch.stack([((p == c) & (t == c)).sum() / (t == c).sum().clamp(min=1) for c in range(n)]).float())
     assert "not per image" not in capsys.readouterr().out
+
+
+def test_conv_matrix_check_names_flipped_kernel(capsys):
+    assert not checks.check_conv_matrix(lambda k, size, s=1, p=0: conv_matrix_basis(k.flip(0, 1), size, s, p))
+    assert "PyTorch's conv2d does not flip the kernel (cross-correlation)" in capsys.readouterr().out
+    assert not checks.check_conv_matrix(lambda k, size, s=1, p=0: conv_matrix_basis(k, size, s, p).T)
+    out = capsys.readouterr().out
+    assert "does not flip the kernel" not in out and "that is M transposed: one row per output pixel" in out
+
+
+def test_iou_check_names_sum_as_union(capsys):
+    def sum_as_union(pred, target, num_classes):  # |P| + |T| counts the intersection twice
+        p = F.one_hot(pred.reshape(-1), num_classes)
+        t = F.one_hot(target.reshape(-1), num_classes)
+        return ((p & t).sum(0) / (p.sum(0) + t.sum(0))).float()
+
+    assert not _verdict(checks.check_iou_per_class, sum_as_union, capsys)
+    assert not checks.check_iou_per_class(sum_as_union)
+    out = capsys.readouterr().out
+    assert "✗ perfect prediction -> all ones" in out and "that counts the intersection twice" not in out
+    assert "which counts the intersection twice (a perfect prediction gives 0.5)" in out
+    assert not checks.check_iou_per_class(lambda p, t, n: 2 * iou_vectorised(p, t, n) / (1 + iou_vectorised(p, t, n)))
+    assert "counts the intersection twice" not in capsys.readouterr().out
+
+
+def _half_ablation_unet(zero_deep_always=False, zero_deep_never=False):
+    """Wrong U-Nets that the output-only skips case accepted: one skip is ignored by the flag."""
+    class Net(nn.Module):
+        def __init__(self, cin, ncls, c, skips=True):
+            super().__init__()
+            self.skips = skips
+            self.e1, self.e2, self.b = _double(cin, c), _double(c, 2 * c), _double(2 * c, 4 * c)
+            self.u2, self.d2 = nn.ConvTranspose2d(4 * c, 2 * c, 2, stride=2), _double(4 * c, 2 * c)
+            self.u1, self.d1 = nn.ConvTranspose2d(2 * c, c, 2, stride=2), _double(2 * c, c)
+            self.h = nn.Conv2d(c, ncls, 1)
+
+        def forward(self, x):
+            e1 = self.e1(x)
+            e2 = self.e2(F.max_pool2d(e1, 2))
+            b = self.b(F.max_pool2d(e2, 2))
+            deep = torch.zeros_like(e2) if zero_deep_always or (not self.skips and not zero_deep_never) else e2
+            d2 = self.d2(torch.cat([self.u2(b), deep], 1))
+            return self.h(self.d1(torch.cat([self.u1(d2), e1 if self.skips else torch.zeros_like(e1)], 1)))
+
+    return Net
+
+
+def test_unet_check_rejects_half_ablations(capsys):
+    assert _verdict(checks.check_unet, _half_ablation_unet(), capsys)  # both flags off: the correct network
+    assert not checks.check_unet(_half_ablation_unet(zero_deep_never=True))  # skips=False keeps the deep skip
+    out = capsys.readouterr().out
+    assert "with skips=False the skip at decoder level 2 (the 8x8 concatenation) is not zero" in out
+    assert "✓ skips=False: same parameters, different output" in out  # the output-only case cannot see it
+    assert not checks.check_unet(_half_ablation_unet(zero_deep_always=True))  # the deep skip is always zeros
+    assert "with skips=True the skip at decoder level 2 (the 8x8 concatenation) is all zeros" in capsys.readouterr().out
+
+
+def test_unet_check_accepts_other_concatenations(capsys):
+    class Concat(_unet_cls()):  # torch.concat / torch.concatenate / tensors= keyword: the same check applies
+        def join(self, up, skip):
+            skip = skip if self.skips else skip * 0
+            return torch.concatenate(tensors=(up, skip), dim=1) if up.shape[-1] > 8 else torch.concat((up, skip), 1)
+
+    assert checks.check_unet(Concat)
+    assert "✓ skips=False zeros the skip at every decoder level, skips=True at none" in capsys.readouterr().out

@@ -164,3 +164,58 @@ def test_info_nce_check_names_symmetric_and_batch_axis(capsys):
     for wrong, why in ((symmetric, "average of both directions"), (batch_axis, "normalised over the batch axis")):
         assert not checks.check_info_nce(wrong), wrong.__name__
         assert why in capsys.readouterr().out, wrong.__name__
+
+
+def test_ista_check_names_gradient_ascent_and_float32_codes(capsys):
+    """A step up the gradient diverges: the message names the sign, not eta or the threshold. A code
+    z created in float32 meets float64 inputs: PyTorch's dtype error gets its cause appended."""
+    def ascent(y, W, lam, steps):                          # (y - W z) is minus the residual: ascent
+        eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+        z = torch.zeros(*y.shape[:-1], W.shape[1], dtype=y.dtype, device=y.device)
+        for _ in range(steps):
+            z = F.softshrink(z - eta * (y - z @ W.T) @ W, float(eta * lam))
+        return z
+
+    def float32_code(y, W, lam, steps):                    # torch.zeros(K) is float32
+        eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+        z = torch.zeros(*y.shape[:-1], W.shape[1], device=y.device)
+        for _ in range(steps):
+            z = F.softshrink(z - eta * (z @ W.T - y) @ W, float(eta * lam))
+        return z
+
+    def ista_new_zeros(y, W, lam, steps):                   # correct, written differently: y.new_zeros, a while loop
+        eta = torch.linalg.svdvals(W)[0] ** -2
+        z, k = y.new_zeros(*y.shape[:-1], W.shape[1]), 0
+        while k < steps:
+            u = z + eta * (y - z @ W.T) @ W
+            z, k = u.sign() * (u.abs() - eta * lam).clamp_min(0), k + 1
+        return z
+
+    assert not checks.check_ista(ascent)
+    out = capsys.readouterr().out
+    assert "that is gradient ascent" in out and "the codes diverge" in out
+    assert "check the step eta" not in out                  # the step size is not to blame
+    assert not checks.check_ista(float32_code)
+    out = capsys.readouterr().out
+    assert "float != double (create z with dtype=y.dtype)" in out
+    assert "line " in out                                   # the student's line is still named
+    assert "dtype=y.dtype, device=y.device" not in out     # no solution line unless asked
+    assert _verdict(checks.check_ista, ista_new_zeros, capsys)
+
+
+def test_info_nce_check_names_multiplied_temperature_and_missing_positive(capsys):
+    """Similarities times tau instead of divided, and a denominator without the positive pair, are
+    rejected with their cause named."""
+    def times_tau(z1, z2, t):
+        z1, z2 = F.normalize(z1, dim=1), F.normalize(z2, dim=1)
+        return F.cross_entropy(z1 @ z2.T * t, torch.arange(len(z1), device=z1.device))
+
+    def no_positive_below(z1, z2, t):
+        sim = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / t
+        eye = torch.eye(len(sim), dtype=torch.bool, device=sim.device)
+        return (torch.logsumexp(sim.masked_fill(eye, -math.inf), dim=1) - sim.diagonal()).mean()
+
+    for wrong, why in ((times_tau, "multiplied by the temperature"),
+                       (no_positive_below, "the positive left out of the denominator")):
+        assert not checks.check_info_nce(wrong), wrong.__name__
+        assert why in capsys.readouterr().out, wrong.__name__

@@ -323,8 +323,8 @@ def check_gram_matrix(gram_matrix: Callable) -> bool:
                     "matmul, not a view(N * C, H * W) that mixes the images of the batch)")
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return msg
-        for factor, why in ((1 / C, "divided by C * H * W (Gatys et al.'s loss normalisation); the Gram matrix "
-                                    "here is the average over positions: divide by H * W only"),
+        for factor, why in ((1 / C, "divided by C * H * W (the normalisation of Johnson et al. 2016, perceptual "
+                                    "losses); the Gram matrix here is the average over positions: divide by H * W only"),
                             (H * W, "not divided at all: divide by H * W, the number of positions"),
                             (1 / N, "divided by the batch size too: each image has its own Gram matrix"),
                             (1 / (N * C), "divided by N * C * H * W, as in the PyTorch neural-style tutorial, whose "

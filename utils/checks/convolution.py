@@ -1,17 +1,31 @@
-"""Checks for the convolution lab (04): conv2d, output sizes and Gaussian kernels."""
+"""Checks for the convolution lab (04): conv2d, output sizes, Gaussian kernels and receptive fields."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from ..device import one_cpu_thread
-from .core import Case, compare_values, device_case, run_check, tiered
+from .core import Case, _describe, compare_values, device_case, run_check, tiered
 
-__all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel"]
+__all__ = ["check_conv2d", "check_conv_output_size", "check_gaussian_kernel", "check_receptive_field"]
 
 
 _FLOAT32_HINT = ("looks like float32 arithmetic: allocate with x.new_zeros(...) so the output keeps x's dtype "
                  "(here float64)")
+
+
+def _is_int(value) -> bool:
+    import numpy as np
+
+    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+
+
+def _not_an_int(value, path="output") -> str:
+    import numpy as np
+
+    shown = value if isinstance(value, (float, np.floating)) else repr(value)   # 14.0, not np.float64(14.0)
+    return (f"{path}: expected an int, got {type(value).__name__} {shown}: use integer division // "
+            "(the size feeds nn.Linear later)")
 
 
 #: Seconds for conv2d forward + backward on (2, 1, 64, 64) with a 3x3 kernel, one thread. Measured on the
@@ -20,15 +34,38 @@ _SPEED_LIMIT_S = 0.1
 
 
 def _conv2d_case(x, w, kwargs):
-    """A conv2d case against F.conv2d that names float32 arithmetic on float64 inputs as the cause."""
+    """A conv2d case against F.conv2d that names float32 arithmetic on float64 inputs, and an output size
+    rounded up (a broadcast error between two slices of different lengths), as the causes."""
+    import math
+    import re
+
     import torch
     import torch.nn.functional as F
 
+    kh, kw, s, p = w.shape[-2], w.shape[-1], kwargs["stride"], kwargs["padding"]
+    H, W = x.shape[-2:]
+    floor = ((H + 2 * p - kh) // s + 1, (W + 2 * p - kw) // s + 1)
+    ceil = (math.ceil((H + 2 * p - kh) / s) + 1, math.ceil((W + 2 * p - kw) / s) + 1)
+    size_note = (f"output size: use floor (//): ({H} + 2*{p} - {kh}) // {s} + 1 = {floor[0]} rows and "
+                 f"({W} + 2*{p} - {kw}) // {s} + 1 = {floor[1]} columns; rounding up gives {ceil[0]} x {ceil[1]}, "
+                 "and a window that would hang over the padded border does not count")
+
     def test(fn):
         expected = F.conv2d(x, w, **kwargs)
-        got = fn(x.clone(), w.clone(), **{k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
+        try:
+            got = fn(x.clone(), w.clone(), **{k: v.clone() if torch.is_tensor(v) else v for k, v in kwargs.items()})
+        except RuntimeError as exc:   # slices of the two rounded sizes that cannot be added
+            numbers = set(re.findall(r"\d+", str(exc)))   # e.g. "size of tensor a (5) must match ... b (4)"
+            if re.search(r"size|shape", str(exc)) and any(str(c) in numbers for c, f in zip(ceil, floor) if c != f):
+                return f"{_describe(exc)}; {size_note}"
+            raise
+        if torch.is_tensor(got) and got.is_floating_point() and got.dtype != expected.dtype:
+            return (f"output dtype: expected {expected.dtype}, got {got.dtype}: allocate with x.new_zeros(...) "
+                    "so the output keeps x's dtype and device")
         msg = compare_values(expected, got, atol=1e-9, rtol=1e-7)
-        if msg and torch.is_tensor(got) and got.shape == expected.shape and got.is_floating_point():
+        if msg and torch.is_tensor(got) and ceil != floor and tuple(got.shape[-2:]) == ceil:
+            msg += f"; {size_note}"
+        elif msg and torch.is_tensor(got) and got.shape == expected.shape and got.is_floating_point():
             err = (got.detach().cpu().double() - expected).abs().max().item()
             if 0 < err <= 1e-5 * max(expected.abs().max().item(), 1.0):   # float32 rounding, not a wrong formula
                 msg += f"; {_FLOAT32_HINT}"
@@ -110,14 +147,22 @@ def check_conv_output_size(conv_output_size: Callable) -> bool:
 
     grid = [(28, 3), (28, 3, 1, 1), (28, 5, 2, 2), (7, 3, 2, 0), (32, 3, 2, 1), (10, 4, 3, 1),
             (9, 3, 1, 0, 2), (64, 7, 2, 3), (5, 5), (13, 3, 2, 0, 3)]
-    cases = []
-    for args in grid:
+
+    def case(args):
         names = ["n", "k", "s", "p", "d"][: len(args)]
-        label = ", ".join(f"{a}={v}" for a, v in zip(names, args))
         kwargs = dict(zip(names[2:], args[2:]))
-        cases.append(Case(label, args[:2], kwargs, expected=lambda n, k, **kw: reference(n, k, **kw)))
+
+        def test(fn):
+            got = fn(*args[:2], **kwargs)
+            msg = compare_values(reference(*args[:2], **kwargs), got)
+            if msg is None and not _is_int(got):   # right value, wrong type: nn.Linear(25 * L3, ...) rejects it
+                msg = _not_an_int(got)
+            return msg
+
+        return Case(", ".join(f"{a}={v}" for a, v in zip(names, args)), test=test)
+
     return run_check(
-        "conv_output_size(n, k, s, p, d)", conv_output_size, cases,
+        "conv_output_size(n, k, s, p, d)", conv_output_size, [case(args) for args in grid],
         hint='count how many window positions fit into the padded input when the window (dilated kernel) moves by the stride',
         solution="floor((n + 2p - d(k - 1) - 1) / s) + 1; use integer division //",
     )
@@ -166,4 +211,87 @@ def check_gaussian_kernel(gaussian_kernel: Callable) -> bool:
         hint='a 2-D Gaussian centred at ((size - 1) / 2, (size - 1) / 2), normalised so its entries sum to 1',
         solution="coordinates centred on 0: torch.arange(size) - (size - 1) / 2; weights "
              "exp(-(x^2 + y^2) / (2 sigma^2)); divide by the sum; return float32 (size, size)",
+    )
+
+
+def _receptive_field_by_autograd(layers) -> tuple[int, int]:
+    """(r, jump) of a stack of 1-D layers, measured: the span of the input pixels on which the gradient of
+    output unit 0 is non-zero (all-ones kernels, no padding), and how far that span moves for unit 1."""
+    import torch
+
+    stack = torch.nn.Sequential(*[torch.nn.Conv1d(1, 1, k, stride=s, dilation=d, bias=False) for k, s, d in layers])
+    for conv in stack:
+        torch.nn.init.ones_(conv.weight)
+    x = torch.zeros(1, 1, 512, dtype=torch.float64, requires_grad=True)
+    out = stack.double()(x)[0, 0]
+    spans = []
+    for unit in (0, 1):
+        grad, = torch.autograd.grad(out[unit], x, retain_graph=True)
+        support = grad[0, 0].nonzero().flatten()
+        spans.append((int(support.min()), int(support.max())))
+    return spans[0][1] - spans[0][0] + 1, spans[1][0] - spans[0][0]   # 512 pixels: room for fields up to ~250
+
+
+#: (name, layers as (k, s, d)); the expected (r, jump) comes from autograd, see _receptive_field_by_autograd
+_RF_CASES = [
+    ("no layers: a pixel sees itself", []),
+    ("one 5x5 convolution", [(5, 1, 1)]),
+    ("the lab's CNN: conv 3, pool 2, conv 3, pool 2", [(3, 1, 1), (2, 2, 1), (3, 1, 1), (2, 2, 1)]),
+    ("three stride-2 3x3 convolutions", [(3, 2, 1), (3, 2, 1), (3, 2, 1)]),
+    ("dilated stack, d = 1, 2, 4 (as in WaveNet)", [(3, 1, 1), (3, 1, 2), (3, 1, 4)]),
+    ("ResNet stem: 7x7 stride 2, 3x3 max pool stride 2", [(7, 2, 1), (3, 2, 1)]),
+    ("stride and dilation together", [(3, 2, 2), (3, 1, 3), (2, 2, 1)]),
+    ("the MNIST-1D CNN of section 6", [(5, 2, 1), (3, 2, 1), (3, 2, 1)]),
+]
+
+
+def _rf_mistakes(layers) -> dict[str, tuple[int, int]]:
+    """The (r, jump) of typical wrong versions, with what each one does wrong."""
+    def run(step, r0=1):
+        r, j = r0, 1
+        for k, s, d in layers:
+            r, j = step(r, j, k, s, d)
+        return r, j
+
+    return {
+        "each layer's d(k - 1) steps are steps of its own input, j input pixels each: multiply them by the jump "
+        "of the layers before (the product of their strides)": run(lambda r, j, k, s, d: (r + d * (k - 1), j * s)),
+        "the dilation is missing: a kernel of size k with dilation d spans d(k - 1) + 1 input steps":
+            run(lambda r, j, k, s, d: (r + (k - 1) * j, j * s)),
+        "a dilated kernel spans d(k - 1) + 1 input steps, not dk": run(lambda r, j, k, s, d: (r + (d * k - 1) * j, j * s)),
+        "start from r = 1 (with no layers a unit is one pixel), not 0": run(lambda r, j, k, s, d: (r + d * (k - 1) * j, j * s), 0),
+        "grow r with the jump before this layer's stride (j_{l-1}), then update the jump":
+            run(lambda r, j, k, s, d: (r + d * (k - 1) * j * s, j * s)),
+        "the jump is the product of the strides, not their sum": run(lambda r, j, k, s, d: (r + d * (k - 1) * j, j + s - 1)),
+    }
+
+
+@tiered
+def check_receptive_field(receptive_field: Callable) -> bool:
+    """Check ``receptive_field(layers) -> (r, jump)`` against autograd on stacks of (k, s, d) layers."""
+    def case(name, layers):
+        def test(fn):
+            expected = _receptive_field_by_autograd(layers)
+            got = fn([tuple(layer) for layer in layers])
+            if not isinstance(got, (tuple, list)) or len(got) != 2:
+                return f"output: expected a tuple (r, jump), got {type(got).__name__} {got!r}"
+            msg = compare_values(expected, tuple(got))
+            if msg:
+                msg = f"(r, jump): expected {expected}, got {tuple(got)}"
+                causes = [why for why, wrong in _rf_mistakes(layers).items()
+                          if wrong == tuple(got) and wrong != expected]
+                return msg + (f"; {causes[0]}" if causes else "")
+            bad = next((i for i, v in enumerate(got) if not _is_int(v)), None)
+            if bad is not None:
+                return (f"output[{bad}]: expected an int, got {type(got[bad]).__name__} {got[bad]}: sizes in "
+                        "pixels are whole numbers (use int arithmetic)")
+            return None
+
+        return Case(name, test=test)
+
+    return run_check(
+        "receptive_field(layers)", receptive_field, [case(*c) for c in _RF_CASES],
+        hint="walk the layers in order, keeping r (the field in input pixels) and the jump j (input pixels "
+             "between neighbouring units); a layer widens the field by d(k - 1) of its input steps",
+        solution="r, j = 1, 1; for k, s, d in layers: r, j = r + d * (k - 1) * j, j * s; return r, j",
     )

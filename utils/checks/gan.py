@@ -28,6 +28,38 @@ def reference_generator_loss(fake_logits, saturating=False):
     return F.softplus(-fake_logits).mean()
 
 
+SIGN_NOTE = "opposite sign: both are losses to minimise"
+
+
+def _scale_note(want, got, half_note=None):
+    """What a wrong loss (or its gradient) has in common with the reference: the opposite sign
+    (``got = -want``) or, with ``half_note``, a factor 1/2 (``got = want / 2``); None otherwise."""
+    import torch
+
+    if not isinstance(got, torch.Tensor) or got.numel() != want.numel() or not want.abs().max() > 1e-6:
+        return None
+    g, w = got.detach().cpu().double().reshape(want.shape), want.detach().cpu().double()
+    if torch.allclose(g, -w, atol=1e-9, rtol=1e-5):
+        return SIGN_NOTE
+    if half_note and torch.allclose(g, w / 2, atol=1e-9, rtol=1e-5):
+        return half_note
+    return None
+
+
+def _loss_case(reference, args, kwargs=None, *, atol=1e-10, rtol=1e-6, half_note=None):
+    """The loss's value against the reference's; a wrong sign (or a factor 1/2) is named."""
+    kwargs = kwargs or {}
+
+    def test(fn):
+        want = reference(*args, **kwargs)
+        got = fn(*[a.clone() for a in args], **kwargs)
+        msg = compare_values(want, got, atol=atol, rtol=rtol)
+        note = msg and _scale_note(want, got, half_note)
+        return f"{note}; {msg}" if note else msg
+
+    return test
+
+
 def _grad_case(reference, *args, **kwargs):
     """Gradient of the student's loss w.r.t. every logit argument equals the reference's."""
     import torch
@@ -47,7 +79,8 @@ def _grad_case(reference, *args, **kwargs):
                 return f"no gradient reached logits argument {k}"
             msg = compare_values(a.grad, b.grad, atol=1e-9, rtol=1e-6, path=f"gradient w.r.t. argument {k}")
             if msg:
-                return msg
+                note = _scale_note(a.grad, b.grad, "half the reference's: a factor 0.5 in the loss?")
+                return f"{note}; {msg}" if note else msg
         return None
 
     return test
@@ -63,9 +96,11 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
     r1, f5 = torch.randn(6, 1, generator=g, dtype=torch.float64), torch.randn(20, 1, generator=g, dtype=torch.float64)
     big_r = torch.tensor([200.0, -200.0, 50.0])                     # float32, as networks output
     big_f = torch.tensor([-300.0, 300.0])
+    each_on_its_own = "average the real and the fake terms each on its own, then add"
+
     def value_case(real, fake):
-        """The value, with a note for one mean over the real and fake terms together (half the reference
-        when the two sets have the same size)."""
+        """The value, with a note for a factor 1/2, one mean over the real and fake terms together (the
+        same as a factor 1/2 when the two sets have the same size), or the opposite sign."""
         def test(fn):
             want = reference_discriminator_loss(real, fake)
             got = fn(real.clone(), fake.clone())
@@ -73,10 +108,13 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
             if msg and isinstance(got, torch.Tensor) and got.numel() == 1:
                 joint = (torch.nn.functional.softplus(-real).sum() + torch.nn.functional.softplus(fake).sum()) / (
                     real.numel() + fake.numel())
+                half = ("a factor 0.5, or one mean over both sets" if real.numel() == fake.numel()
+                        else "a factor 0.5")
+                note = _scale_note(want, got, f"your value is half the reference ({half}): {each_on_its_own}")
+                if note:
+                    return f"{note}; {msg}" if note == SIGN_NOTE else note
                 if torch.allclose(got.detach().double().reshape(()), joint, atol=1e-10):
-                    half = "your value is half the reference" if real.numel() == fake.numel() else (
-                        "your value is one mean over all the real and fake logits together")
-                    return f"{half}: average the real and the fake terms each on its own, then add"
+                    return f"your value is one mean over all the real and fake logits together: {each_on_its_own}"
             return msg
         return test
 
@@ -86,8 +124,9 @@ def check_discriminator_loss(discriminator_loss: Callable) -> bool:
         Case("perfect discriminator (real +30, fake -30) -> loss near 0",
              (torch.full((4,), 30.0, dtype=torch.float64), torch.full((4,), -30.0, dtype=torch.float64)),
              expected=reference_discriminator_loss, atol=1e-10),
-        Case("float32 logits of size 200-300: finite (stay in logit space)", (big_r, big_f),
-             expected=reference_discriminator_loss, atol=1e-3, rtol=1e-6),
+        Case("float32 logits of size 200-300: finite (stay in logit space)",
+             test=_loss_case(reference_discriminator_loss, (big_r, big_f), atol=1e-3, rtol=1e-6,
+                             half_note=f"your value is half the reference (a factor 0.5?): {each_on_its_own}")),
         Case("gradients equal the reference's", test=_grad_case(reference_discriminator_loss, r1, f5)),
         device_case(r1, f5),
     ]
@@ -111,15 +150,14 @@ def check_generator_loss(generator_loss: Callable) -> bool:
     big = torch.tensor([-200.0, 0.0, 200.0])                          # float32, as networks output
     confident_d = torch.full((5,), -8.0, dtype=torch.float64)        # D is sure the fakes are fake
     cases = [
-        Case("non-saturating (default), random logits", (f,), expected=reference_generator_loss, atol=1e-10),
-        Case("saturating=True, random logits", (f,), {"saturating": True},
-             expected=lambda x, saturating: reference_generator_loss(x, saturating), atol=1e-10),
-        Case("(N, 1) logits, non-saturating", (f1,), {"saturating": False},
-             expected=lambda x, saturating: reference_generator_loss(x, saturating), atol=1e-10),
-        Case("float32 logits of size 200: finite, non-saturating", (big,), expected=reference_generator_loss,
-             atol=1e-3, rtol=1e-6),
-        Case("float32 logits of size 200: finite, saturating", (big,), {"saturating": True},
-             expected=lambda x, saturating: reference_generator_loss(x, saturating), atol=1e-3, rtol=1e-6),
+        Case("non-saturating (default), random logits", test=_loss_case(reference_generator_loss, (f,))),
+        Case("saturating=True, random logits", test=_loss_case(reference_generator_loss, (f,), {"saturating": True})),
+        Case("(N, 1) logits, non-saturating",
+             test=_loss_case(reference_generator_loss, (f1,), {"saturating": False})),
+        Case("float32 logits of size 200: finite, non-saturating",
+             test=_loss_case(reference_generator_loss, (big,), atol=1e-3, rtol=1e-6)),
+        Case("float32 logits of size 200: finite, saturating",
+             test=_loss_case(reference_generator_loss, (big,), {"saturating": True}, atol=1e-3, rtol=1e-6)),
         Case("gradients, non-saturating, D confident (logit -8): strong signal",
              test=_grad_case(reference_generator_loss, confident_d)),
         Case("gradients, saturating, D confident (logit -8): vanishing signal",
@@ -209,6 +247,16 @@ def check_gan_step(gan_step: Callable) -> bool:
             return stale_advice
         return None
 
+    def same_parameters(reference_nets, nets, steps):
+        """None when both networks' parameters equal the reference's, else the first difference."""
+        for name, a, b in zip(("discriminator", "generator"), reference_nets, nets):
+            for (pname, p), q in zip(a.named_parameters(), b.parameters()):
+                msg = compare_values(p.detach(), q.detach(), atol=1e-10, rtol=1e-8,
+                                     path=f"{name} parameter {pname} after {steps} step(s)")
+                if msg:
+                    return msg
+        return None
+
     def compare_case(saturating, steps, seed):
         def test(fn):
             G, D, real, z = _gan_setup(seed)
@@ -220,14 +268,18 @@ def check_gan_step(gan_step: Callable) -> bool:
                 if explain(exc) is None:
                     raise
                 return explain(exc)
-            for name, a, b in (("discriminator", D, D2), ("generator", G, G2)):
-                for (pname, p), q in zip(a.named_parameters(), b.parameters()):
-                    msg = compare_values(p.detach(), q.detach(), atol=1e-10, rtol=1e-8,
-                                         path=f"{name} parameter {pname} after {steps} step(s)")
-                    if msg:
-                        why = (" (is the discriminator updated first, on real and fake, then the generator on the "
-                               "same fakes through the UPDATED discriminator? are both gradients zeroed?)")
-                        return msg + why
+            msg = same_parameters((D, G), (D2, G2), steps)
+            if msg and saturating:                              # the step of the non-saturating loss instead?
+                G3, D3, real3, z3 = _gan_setup(seed)
+                run(reference_gan_step, G3, D3, real3, z3, False, steps)
+                if same_parameters((D3, G3), (D2, G2), steps) is None:
+                    return ("with saturating=True your step takes the non-saturating step: pass `saturating` to "
+                            "`generator_loss` (generator_loss(D(fake), saturating)); check_generator_loss tests "
+                            "that generator_loss uses it")
+            if msg:
+                why = (" (is the discriminator updated first, on real and fake, then the generator on the "
+                       "same fakes through the UPDATED discriminator? are both gradients zeroed?)")
+                return msg + why
             if not isinstance(got, tuple | list) or len(got) != 2:
                 return "return (loss_d, loss_g)"
             if not all(isinstance(v, float) for v in got):

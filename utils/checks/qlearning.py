@@ -16,6 +16,7 @@ import signal
 import sys
 import threading
 import time
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -178,27 +179,53 @@ def _policy_is_greedy(P, R, gamma, pi, V_star, atol):
     return None
 
 
+def _value_iteration_diagnosis(P, R, gamma, V, V_star, atol) -> str:
+    """Why V is wrong, as ' (advice)', when a typical mistake explains it; else ''."""
+    axis = "does P @ V sum over s', the last axis of P (each row P[s, a] is a distribution over next states)"
+    with np.errstate(all="ignore"):
+        finite = np.isfinite(V).all()
+        big = not finite or np.abs(V).max() > 1e3 * (np.abs(V_star).max() + 1)
+        if gamma < 1:
+            bound = np.abs(R).max() / (1 - gamma)                   # no policy collects more than this
+            too_large = not finite or np.abs(V).max() > bound * (1 + 1e-6) + atol
+            V_undiscounted = reference_value_iteration(P, R, 1.0, tol=1e-10, max_iter=10_000)[0]
+            if np.allclose(V, V_undiscounted, atol=10 * atol, rtol=0):
+                return " (V is the undiscounted value: is P @ V multiplied by gamma?)"
+            if too_large:
+                what = f"|V| exceeds max|R| / (1 - gamma) = {bound:.4g}, more than any policy can collect"
+                if P.shape[0] == 1:                                 # one state: the axis cannot be wrong
+                    return f" ({what}: is P @ V multiplied by gamma?)"
+                return f" ({what}: is P @ V multiplied by gamma? {axis}?)"
+        if big:
+            return f" (V blows up: {axis}, and is it multiplied by gamma?)"
+    return ""
+
+
 @tiered
 def check_value_iteration(value_iteration: Callable) -> bool:
     """Check ``value_iteration(P, R, gamma, tol)`` -> (V, greedy policy)."""
 
+    timed_out = []        # after one case runs out of time, skip the rest: each would wait TIME_LIMIT_S too
+
     def case(P, R, gamma, tol, atol, V_known=None):
         def test(fn):
+            if timed_out:
+                return f"not run: an earlier case ran past the {TIME_LIMIT_S:g} s time limit (fix that one first)"
             try:
                 with np.errstate(all="ignore"), _time_limit(TIME_LIMIT_S):
                     out = fn(P.copy(), R.copy(), gamma, tol)
             except _TooSlow as exc:
-                return (f"{exc}: V diverges or oscillates, so max|V_new - V| never falls below tol; does P @ V "
-                        "sum over s', the last axis of P? (a safety cap such as 100,000 sweeps is good practice)")
+                timed_out.append(True)
+                advice = [] if P.shape[0] == 1 else ["does P @ V sum over s', the last axis of P?"]
+                advice += ["is P @ V multiplied by gamma?"] if gamma < 1 else []      # one state: only gamma
+                return (f"{exc}: V diverges or oscillates, so max|V_new - V| never falls below tol; "
+                        f"{' '.join(advice)} (a safety cap such as 100,000 sweeps is good practice)")
             if (msg := _as_v_pi(out, P.shape[0])):
                 return msg
             V, pi = np.asarray(out[0], dtype=np.float64), np.asarray(out[1])
             V_star = reference_value_iteration(P, R, gamma, tol=1e-12)[0] if V_known is None else V_known
             if (msg := compare_values(V_star, V, atol=atol, rtol=0, path="V")):
-                if not np.isfinite(V).all() or np.abs(V).max() > 1e3 * (np.abs(V_star).max() + 1):
-                    msg += (" (V blows up: does P @ V sum over s', the last axis of P (each row P[s, a] is a "
-                            "distribution over next states), and is it multiplied by gamma?)")
-                return msg
+                return msg + _value_iteration_diagnosis(P, R, gamma, V, V_star, atol)
             residual = np.abs((R + gamma * P @ V).max(axis=1) - V).max()
             if residual > 10 * atol:
                 return f"Bellman optimality residual max|max_a(R + gamma P V) - V| = {residual:.2e}: iterate longer"
@@ -239,6 +266,11 @@ def _p_hint(P_want, P) -> str:
     S = P_want.shape[0]
     wrong = np.flatnonzero((np.abs(P - P_want) > 1e-6).any(axis=(1, 2)))
     terminal = (P_want[np.arange(S), :, np.arange(S)] == 1).all(axis=1)   # absorbing under every action
+    made_absorbing = wrong[~terminal[wrong] & (np.abs(P[wrong, :, wrong] - 1) < 1e-6).all(axis=1)]
+    if len(made_absorbing):
+        s = int(made_absorbing[0])
+        return (f" (state {s} is not terminal but your P makes it absorbing: terminal states are the s_next of a "
+                "terminated transition, not the state it starts from)")
     if terminal[wrong].any():
         s = int(wrong[terminal[wrong]][0])
         return (f" (state {s} is terminal: make terminal states absorbing, P[s, :, :] = 0 and P[s, :, s] = 1, "
@@ -352,6 +384,23 @@ def _frequencies(fn, q_row, epsilon, n, seed):
     return counts / n, None
 
 
+def _epsilon_greedy_diagnosis(q_row, epsilon, freq, tol) -> str:
+    """The typical mistake whose action probabilities the frequencies match, as ' (advice)', or ''."""
+    q = np.asarray(q_row, dtype=np.float64)
+    A, best = len(q), q == q.max()
+    first = np.arange(A) == np.flatnonzero(best)[0]
+    if best.sum() > 1 and np.abs(freq - (epsilon / A + (1 - epsilon) * first)).max() <= tol:
+        return " (tied best actions: always the first one; choose among all tied actions at random)"
+    if 0 < epsilon and best.sum() < A:
+        others = ~best
+        excluding = epsilon * others / others.sum() + (1 - epsilon) * best / best.sum()
+        if np.abs(freq - excluding).max() <= tol:
+            where = "with epsilon = 1 the greedy action is never taken" if epsilon == 1 else \
+                f"the greedy action gets only 1 - epsilon = {1 - epsilon:g}"
+            return f" ({where}: a random action is any of the {A} actions, the greedy one included)"
+    return ""
+
+
 @tiered
 def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
     """Check ``epsilon_greedy(Q_row, epsilon, rng)`` by action frequencies over many draws."""
@@ -369,8 +418,9 @@ def check_epsilon_greedy(epsilon_greedy: Callable) -> bool:
             want = exact(q_row, epsilon)
             err = np.abs(freq - want)
             if err.max() > tol:
-                return (f"action frequencies over {n} draws {np.round(freq, 3).tolist()}, expected about "
-                        f"{np.round(want, 3).tolist()} (tolerance {tol})")
+                msg = (f"action frequencies over {n} draws {np.round(freq, 3).tolist()}, expected about "
+                       f"{np.round(want, 3).tolist()} (tolerance {tol})")
+                return msg + _epsilon_greedy_diagnosis(q_row, epsilon, freq, tol)
             return None
         return test
 
@@ -429,9 +479,11 @@ def _table_net(table):
 
 #: a hand-computed minibatch: states 0-3 one-hot, Q tables of the online and the target network
 _Q_ONLINE = [[1.0, 2.0], [0.5, -1.0], [3.0, 0.0], [0.0, 0.0]]
-_Q_TARGET = [[0.0, 4.0], [2.0, 1.0], [-1.0, -2.0], [5.0, 3.0]]
-# (s, a, r, s', terminated): targets 1 + 0.9 * 2 = 2.8; 0 (terminal, not 0.9 * 5); -1 + 0.9 * 4 = 2.6;
-# 2 + 0.9 * (-1) = 1.1. Errors Q(s, a) - target: -0.8, 0.5, 0.4, -1.1 -> Huber 0.32, 0.125, 0.08, 0.6
+_Q_TARGET = [[0.0, 4.0], [2.0, 1.0], [-1.0, -2.0], [6.0, 3.0]]
+# (s, a, r, s', terminated): targets 1 + 0.9 * 2 = 2.8; 0 (terminal, not 0.9 * 6 = 5.4); -1 + 0.9 * 4 = 2.6;
+# 2 + 0.9 * (-1) = 1.1. Errors Q(s, a) - target: -0.8, 0.5, 0.4, -1.1 -> Huber 0.32, 0.125, 0.08, 0.6.
+# The mistakes in _dqn_mistakes that change the loss here all give different values (the sum 1.125 is not the
+# unmasked loss 1.35); the max over all actions equals Q(s, a) here, so the random-network cases catch it.
 _HAND_BATCH = [(0, 1, 1.0, 1, 0.0), (1, 0, 0.0, 3, 1.0), (2, 0, -1.0, 0, 0.0), (3, 1, 2.0, 2, 0.0)]
 _HAND_LOSS = (0.32 + 0.125 + 0.08 + 0.6) / 4
 
@@ -450,11 +502,18 @@ def _dqn_mistakes(q_net, target_net, batch, gamma):
     import torch.nn.functional as F
 
     states, actions, rewards, next_states, terminated = batch
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)          # the (B, 1) vs (B,) mistake warns about broadcasting
         q_all, q_next, q_online_next = q_net(states), target_net(next_states), q_net(next_states)
         q_taken = q_all.gather(1, actions[:, None]).squeeze(1)
         target = rewards + gamma * (1 - terminated) * q_next.max(dim=1).values
         return {
+            "summed over the batch: L is the mean over the batch, not the sum; F.smooth_l1_loss averages by "
+            "default":
+                F.smooth_l1_loss(q_taken, target, reduction="sum"),
+            "Q(s, a) has shape (B, 1): squeeze(1) so it matches the (B,) target; a (B, 1) and a (B,) tensor "
+            "broadcast to (B, B)":
+                F.smooth_l1_loss(q_taken[:, None], target),
             "a terminal transition still bootstraps: multiply the max by (1 - terminated)":
                 F.smooth_l1_loss(q_taken, rewards + gamma * q_next.max(dim=1).values),
             "the max over next actions comes from the online network: use target_net(next_states)":

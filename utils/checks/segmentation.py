@@ -58,6 +58,13 @@ def check_conv_matrix(conv_matrix: Callable) -> bool:
             if msg:
                 if _is_column_major(ref, M, size, s, p, kernel.shape):
                     msg += "; check the flattening order: input pixel (h, w) is column h * W + w (row-major)"
+                elif torch.is_tensor(M) and M.dim() == 2 and compare_values(ref.T, M, atol=1e-12, rtol=0) is None:
+                    msg += ("; that is M transposed: one row per output pixel, one column per input pixel, "
+                            "shape (H_out * W_out, H * W)")
+                elif compare_values(reference_conv_matrix(kernel.flip(0, 1), size, s, p), M, atol=1e-12, rtol=0,
+                                    path="matrix") is None:
+                    msg += ("; that is the matrix of the flipped kernel (a true convolution): PyTorch's conv2d "
+                            "does not flip the kernel (cross-correlation), so use kernel[u, v] as it is")
                 return msg
             x = torch.randn(1, 1, *size, generator=g, dtype=torch.float64)
             y = F.conv2d(x, kernel[None, None], stride=s, padding=p)
@@ -115,8 +122,13 @@ def check_iou_per_class(iou_per_class: Callable) -> bool:
         """A named mistake when ``got`` (num_classes,) matches one, else None."""
         g_ = got.detach().cpu().float()
         known = ~ref.isnan() & ~g_.isnan()
+        if not torch.equal(ref.isnan(), g_.isnan()):
+            return None
+        if (known & (ref > 0)).any() and torch.allclose(g_[known], (ref / (1 + ref))[known], atol=1e-5):
+            return ("; that divides by |P| + |T|, which counts the intersection twice (a perfect prediction "
+                    "gives 0.5): the union is |P ∪ T| = |P| + |T| - |P ∩ T|, the pixels in either map")
         partial = known & (ref > 0) & (ref < 1)                   # where IoU, Dice and a truncated ratio differ
-        if not partial.any() or not torch.equal(ref.isnan(), g_.isnan()):
+        if not partial.any():
             return None
         if torch.allclose(g_[known], (2 * ref / (1 + ref))[known], atol=1e-5):
             return ("; that is the Dice coefficient 2|P ∩ T| / (|P| + |T|) = 2 IoU / (1 + IoU), larger than "
@@ -206,6 +218,59 @@ def check_unet(UNet: Callable) -> bool:
             return Skipped("not decided: most outputs are exactly 0 with and without skips; see the logits case")
         return "skips=False gives the same output as skips=True: feed zeros instead of the skip"
 
+    def concat_operands(cls, skips):
+        """Per torch.cat (or concat, concatenate, hstack) of >= 2 tensors in one forward pass:
+        (spatial size, [is each operand all zeros?])."""
+        from torch.overrides import TorchFunctionMode
+
+        joins = {torch.cat, torch.concat, torch.concatenate, torch.hstack}
+
+        class ConcatSpy(TorchFunctionMode):
+            def __init__(self):
+                super().__init__()
+                self.calls = []
+
+            def __torch_function__(self, func, types, args=(), kwargs=None):
+                kwargs = kwargs or {}
+                out = func(*args, **kwargs)
+                if func in joins:
+                    parts = args[0] if args else kwargs.get("tensors", ())
+                    parts = [t for t in parts if torch.is_tensor(t)]
+                    if len(parts) >= 2 and torch.is_tensor(out) and out.dim() == 4:
+                        self.calls.append((tuple(out.shape[-2:]), [bool((t == 0).all()) for t in parts]))
+                return out
+
+        torch.manual_seed(0)
+        model = cls(1, 3, 4, skips=skips).eval()
+        with ConcatSpy() as spy, torch.no_grad():
+            model(torch.randn(2, 1, 16, 16))
+        return spy.calls
+
+    def zeroed_skips_case(cls):
+        with_skips, without = concat_operands(cls, True), concat_operands(cls, False)
+        if len(with_skips) < 2 or len(without) != len(with_skips):
+            return Skipped(f"not decided: saw {len(with_skips)} and {len(without)} concatenations (torch.cat) "
+                           "with and without skips, expected one per decoder level (2)")
+        by_size = sorted(range(len(without)), key=lambda i: -without[i][0][0])   # level 1 = full resolution
+
+        def where(i):
+            level = by_size.index(i) + 1
+            h, w = without[i][0]
+            return f"decoder level {level} (the {h}x{w} concatenation)"
+
+        for i, (_, zeros) in enumerate(without):
+            if sum(zeros) == 0:
+                return (f"with skips=False the skip at {where(i)} is not zero: every decoder level must "
+                        "concatenate torch.zeros_like(skip) instead of the skip (a half ablation is not a fair one)")
+            if sum(zeros) > 1:
+                return (f"with skips=False {sum(zeros)} operands at {where(i)} are all zeros: replace only the skip, "
+                        "keep the upsampled decoder map")
+        for i, (_, zeros) in enumerate(with_skips):
+            if any(zeros):
+                return (f"with skips=True the skip at {where(i)} is all zeros: concatenate the encoder map of the "
+                        "same size there (zeros only when skips=False)")
+        return None
+
     def layout_case(cls):
         import torch.nn as nn
 
@@ -269,6 +334,7 @@ def check_unet(UNet: Callable) -> bool:
         Case("layout: channels c, 2c, 4c, concatenated skips (parameter count)", test=layout_case),
         Case("skips=False: same parameters, different output", test=skips_case),
         Case("every parameter receives a gradient", test=grad_case),
+        Case("skips=False zeros the skip at every decoder level, skips=True at none", test=zeroed_skips_case),
         Case("outputs are logits (unnormalised scores), not probabilities", test=logits_case),
         device_case(run=lambda cls, device: [cls(1, 3, 4, skips=skips).to(device)(torch.randn(2, 1, 16, 16, device=device))
                                              for skips in (True, False)]),

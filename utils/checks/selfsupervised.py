@@ -9,7 +9,9 @@ the converged code does not), and ``F.cross_entropy`` on normalised similarities
 
 from __future__ import annotations
 
+import functools
 import math
+import re
 from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered
@@ -57,6 +59,16 @@ def reference_info_nce(z1, z2, temperature: float):
 
     logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
     return F.cross_entropy(logits, torch.arange(len(z1), device=z1.device))
+
+
+def _no_positive_in_denominator(z1, z2, temperature: float):
+    """InfoNCE whose log-sum-exp skips the positive (j != i): the mistake it diagnoses."""
+    import torch
+    import torch.nn.functional as F
+
+    logits = F.normalize(z1, dim=1) @ F.normalize(z2, dim=1).T / temperature
+    eye = torch.eye(len(z1), dtype=torch.bool, device=z1.device)
+    return -(logits.diagonal() - torch.logsumexp(logits.masked_fill(eye, -math.inf), dim=1)).mean()
 
 
 def _randn(seed, *shape, scale=1.0):
@@ -131,10 +143,54 @@ def check_free_energy(free_energy: Callable) -> bool:
     )
 
 
+#: PyTorch's complaint when a float32 tensor meets a float64 one in a matrix product
+_DTYPE_MISMATCH = re.compile(r"same dtype|expected scalar type|float != double|double != float", re.IGNORECASE)
+
+
+def _advise_on_dtype(ista: Callable) -> Callable:
+    """Wrap ``ista`` so that a float32-vs-float64 error names its usual cause, a code z created
+    without ``dtype=y.dtype``; the exception keeps its traceback (the student's line)."""
+    @functools.wraps(ista)
+    def wrapped(*args, **kwargs):
+        try:
+            return ista(*args, **kwargs)
+        except RuntimeError as exc:
+            if exc.args and isinstance(exc.args[0], str) and _DTYPE_MISMATCH.search(exc.args[0]):
+                first, *rest = exc.args[0].splitlines() or [""]
+                exc.args = ("\n".join([f"{first} (create z with dtype=y.dtype)", *rest]),) + exc.args[1:]
+            raise
+    return wrapped
+
+
+def _ascent_ista(y, W, lam: float, steps: int):
+    """ISTA with the gradient's sign flipped (u = z + eta W^T (W z - y)): the mistake it diagnoses."""
+    import torch
+
+    eta = 1.0 / torch.linalg.matrix_norm(W, ord=2) ** 2
+    z = y.new_zeros(*y.shape[:-1], W.shape[1])
+    for _ in range(steps):
+        u = z + eta * (z @ W.T - y) @ W
+        z = torch.sign(u) * torch.clamp(u.abs() - eta * lam, min=0)
+    return z
+
+
+_ASCENT = ("that is gradient ascent: the gradient of 1/2 ||y - W z||^2 is W^T (W z - y), i.e. (z @ W.T - y) @ W, "
+           "and the step must go against it, or the error grows and the codes diverge")
+
+
 @tiered
 def check_ista(ista: Callable) -> bool:
     """Check ``ista(y, W, lam, steps)``: first iterates vs a reference ISTA, converged codes vs sklearn's Lasso."""
     import torch
+
+    def note_divergence(msg, got):
+        """Add the usual causes when the codes are inf, NaN or huge (they are O(1) here, never above 1e3)."""
+        if msg is None or not isinstance(got, torch.Tensor) or not got.is_floating_point() or not got.numel():
+            return msg
+        if (~torch.isfinite(got)).any() or got.abs().max() > 1e3:
+            return (f"{msg} (the codes diverge: ISTA blows up when the step goes up the gradient, "
+                    "+W^T (W z - y), or is larger than 1 / sigma_max(W)^2)")
+        return msg
 
     def problem(seed, D, K, N=None):
         W = _randn(seed, D, K) / math.sqrt(D)
@@ -149,6 +205,8 @@ def check_ista(ista: Callable) -> bool:
             msg = compare_values(want, got, atol=1e-9, rtol=1e-7, path=f"z after {steps} step(s)")
             if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
                 return msg
+            if compare_values(_ascent_ista(y, W, lam, steps), got, atol=1e-9, rtol=1e-7) is None:
+                return f"{msg} ({_ASCENT})"
             eta = 1 / torch.linalg.matrix_norm(W, ord=2).item() ** 2
             u = eta * W.T @ y.T if N is not None else eta * W.T @ y
             if steps == 1 and compare_values(torch.where(u.abs() > eta * lam, u, 0.0).T if N else
@@ -161,15 +219,15 @@ def check_ista(ista: Callable) -> bool:
         def test(fn):
             y, W = problem(seed, D, K)
             got = fn(y.clone(), W.clone(), lam, steps)
-            return compare_values(lasso_solution(y, W, lam), got, atol=1e-6, rtol=0,
-                                  path=f"z after {steps} steps vs Lasso(alpha=lam / D)")
+            return note_divergence(compare_values(lasso_solution(y, W, lam), got, atol=1e-6, rtol=0,
+                                                  path=f"z after {steps} steps vs Lasso(alpha=lam / D)"), got)
         return test
 
     def batch_case(fn):
         y, W = problem(5, 8, 6, N=4)
         got = fn(y.clone(), W.clone(), 0.1, 3000)
         want = torch.stack([lasso_solution(y[i], W, 0.1) for i in range(4)])
-        return compare_values(want, got, atol=1e-6, rtol=0, path="codes of a batch y (4, 8)")
+        return note_divergence(compare_values(want, got, atol=1e-6, rtol=0, path="codes of a batch y (4, 8)"), got)
 
     def zero_case(fn):
         y, W = problem(6, 10, 5)
@@ -181,13 +239,14 @@ def check_ista(ista: Callable) -> bool:
     def least_squares_case(fn):
         y, W = problem(7, 12, 4)
         want = torch.linalg.lstsq(W, y[:, None]).solution[:, 0]
-        return compare_values(want, fn(y.clone(), W.clone(), 0.0, 500), atol=1e-8, rtol=0,
-                              path="lam = 0: least squares")
+        got = fn(y.clone(), W.clone(), 0.0, 500)
+        return note_divergence(compare_values(want, got, atol=1e-8, rtol=0, path="lam = 0: least squares"), got)
 
     def float32_case(fn):
         y, W = problem(8, 6, 4)
         got = fn(y.float(), W.float(), 0.05, 20)
-        return compare_values(reference_ista(y.float(), W.float(), 0.05, 20), got, atol=1e-5, rtol=1e-4)
+        return note_divergence(compare_values(reference_ista(y.float(), W.float(), 0.05, 20), got, atol=1e-5, rtol=1e-4),
+                               got)
 
     cases = [
         Case("one step from z = 0: shrink(eta W^T y, eta lam)", test=iterate_case(0, 8, 12, 0.2, 1)),
@@ -202,7 +261,7 @@ def check_ista(ista: Callable) -> bool:
         device_case(*problem(5, 8, 12, N=3), 0.2, 5),
     ]
     return run_check(
-        "ista(y, W, lam, steps)", ista, cases,
+        "ista(y, W, lam, steps)", _advise_on_dtype(ista), cases,
         hint='alternate a gradient step on the reconstruction error (step 1 / largest singular value squared) with soft-thresholding, starting from z = 0',
         solution="eta = 1 / torch.linalg.matrix_norm(W, ord=2) ** 2; z = torch.zeros(*y.shape[:-1], K, dtype=y.dtype, "
              "device=y.device); repeat: "
@@ -235,7 +294,12 @@ def check_info_nce(info_nce: Callable) -> bool:
                                 "the average of both directions, as in SimCLR; info_nce is one direction, z1 to z2"),
                                (torch.nn.functional.cross_entropy(
                                    F.normalize(z1, dim=0) @ F.normalize(z2, dim=0).T / temperature, torch.arange(N)),
-                                "normalised over the batch axis; normalise each row (each embedding), dim=1")):
+                                "normalised over the batch axis; normalise each row (each embedding), dim=1"),
+                               (reference_info_nce(z1, z2, 1 / temperature),
+                                "the similarities multiplied by the temperature; divide them by it"),
+                               (_no_positive_in_denominator(z1, z2, temperature),
+                                "the positive left out of the denominator: the softmax of row i runs over all N "
+                                "columns, its own positive included")):
                 if compare_values(other, got, atol=1e-9, rtol=1e-7) is None:
                     return f"{msg} (that is {why})"
             return msg
