@@ -32,11 +32,13 @@ html_theme_options = {
     "repository_url": f"https://github.com/{REPOSITORY}",
     "repository_branch": git_ref(),
     "use_repository_button": True,
+    "use_download_button": False,  # the launch buttons offer both notebooks (the staged page is neither)
     "show_toc_level": 2,
     "navigation_with_keys": False,
     "secondary_sidebar_items": {"**": ["page-toc"], "index": []},  # the home page's table gets the width
 }
 html_context = {"default_mode": "light"}   # no stored preference yet: light, without a console error
 html_favicon = "_static/favicon.svg"
+html_copy_source = False           # the staged sources are not what a reader should download
 # MathJax from the site itself: the pages render their maths offline
 mathjax_path = "mathjax/tex-chtml.js"

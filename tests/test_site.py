@@ -145,8 +145,11 @@ def test_lab_page_has_launch_buttons_for_the_setup_cells_release(built, nb):
     page = _parse(built[0] / "labs" / f"{nb.stem}.html")
     for folder in ("labs", "notebooks"):
         assert labs.colab_url(folder, nb.name) in page.links, f"no Colab button for {folder}/{nb.name}"
-    downloads = [link for link in page.links if "_downloads/" in link and link.endswith(nb.name)]
-    assert len(downloads) == 2, downloads
+    downloads = [link for link in page.links if "_downloads/" in link]
+    assert sorted(Path(link).name for link in downloads) == sorted([nb.name, f"{nb.stem}_solution.ipynb"])
+    text = (built[0] / "labs" / f"{nb.stem}.html").read_text(encoding="utf-8")
+    for marker in ("BEGIN SOLUTION", "HIDDEN TESTS", "launch-buttons&gt;"):
+        assert marker not in text, f"{marker} shown on {nb.stem}.html"
 
 
 def test_every_internal_link_resolves(built):

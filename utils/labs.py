@@ -424,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="regenerate labs/ from notebooks/")
     sub.add_parser("check", help="fail if labs/ is stale")
     sub.add_parser("relink", help="point Colab badges and installs at utils/_config.py")
+    sub.add_parser("ref", help="print the git ref the badges and the Colab install use")
     p_new = sub.add_parser("new", help="scaffold a notebook")
     p_new.add_argument("number", type=int)
     p_new.add_argument("slug")
@@ -439,6 +440,8 @@ def main(argv: list[str] | None = None) -> int:
             print("labs/ is out of date (run `make labs`):\n  " + "\n  ".join(problems))
             return 1
         print("labs/ is in sync with notebooks/")
+    elif args.command == "ref":
+        print(git_ref())
     elif args.command == "relink":
         changed = relink()
         print(f"relinked {len(changed)} file(s) to {REPOSITORY}@{git_ref()}")

@@ -29,7 +29,16 @@ import time
 from pathlib import Path
 
 from ._config import REPOSITORY
-from .labs import _BADGE_RE, NOTEBOOK_PATTERN, colab_url, git_ref, repo_root
+from .labs import (
+    _BADGE_RE,
+    BEGIN,
+    END,
+    NOTEBOOK_PATTERN,
+    colab_url,
+    git_ref,
+    repo_root,
+    strip_hidden_tests,
+)
 
 __all__ = ["lab_table", "stage", "build", "representative_figure", "main"]
 
@@ -106,7 +115,7 @@ def _launch_buttons(name: str) -> str:
         f"[Open the student lab in Colab]({colab_url('labs', name)}){{.launch-colab-lab}}\n"
         f"[Open the solution in Colab]({colab_url('notebooks', name)}){{.launch-colab-solution}}\n"
         f"{{download}}`Download the student lab <../downloads/labs/{name}>`\n"
-        f"{{download}}`Download the solution notebook <../downloads/notebooks/{name}>`\n\n"
+        f"{{download}}`Download the solution notebook <../downloads/notebooks/{Path(name).stem}_solution.ipynb>`\n\n"
         "</div>"
     )
 
@@ -122,6 +131,17 @@ def _lab_page(nb: dict, name: str) -> dict:
         source = f"{head}\n\n{_launch_buttons(name)}\n{rest}"
     title["source"] = _BADGE_RE.sub(lambda m: colab_url(m.group(1), m.group(2)), source)
     page.get("metadata", {}).pop("widgets", None)
+    for cell in page["cells"][1:]:
+        if cell["cell_type"] != "code":
+            continue
+        grading = cell.get("metadata", {}).get("nbgrader", {})
+        code = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
+        code = strip_hidden_tests(code)
+        if grading.get("solution") or grading.get("grade_id") == "setup":
+            # solutions start folded (try the exercise first); the setup cell is the same in every lab
+            cell["metadata"].setdefault("tags", []).append("hide-input")
+            code = "\n".join(line for line in code.split("\n") if line.strip() not in (BEGIN, END))
+        cell["source"] = code
     return page
 
 
@@ -150,13 +170,15 @@ def stage(root: Path | None = None, src: Path | None = None) -> Path:
         raise ValueError("README.md: the lab table must list every notebook of notebooks/, in order; "
                          f"got {[r['file'] for r in rows]}")
     intro = readme.split("\n## ", 1)[0].split("\n", 1)[1].strip()
+    intro = re.sub(r"(?s)\n\*\*Website:\*\*.*?(?:\n\n|$)", "\n\n", intro).strip()  # it is this site
     (src / "index.md").write_text(
         "# Deep learning, lab by lab\n\n" + _relink_markdown(intro) + "\n\n## Labs\n\n"
         + _table_markdown(rows) + "\n\n"
+        "```{toctree}\n:caption: Start here\n:maxdepth: 1\n:hidden:\n\nsetup\n```\n\n"
         "```{toctree}\n:caption: Labs\n:maxdepth: 1\n:hidden:\n\n"
         + "\n".join(f"labs/{p.stem}" for p in notebooks) + "\n```\n\n"
         "```{toctree}\n:caption: Course\n:maxdepth: 1\n:hidden:\n\n"
-        "setup\ngallery\ninstructors\ncontributing\n```\n", encoding="utf-8")
+        "gallery\ninstructors\ncontributing\n```\n", encoding="utf-8")
     (src / "setup.md").write_text(
         "# Set-up and troubleshooting\n\n" + "\n".join(
             _relink_markdown(_section(readme, t)) for t in ("Quick start", "Without make", "Troubleshooting")),
@@ -167,14 +189,14 @@ def stage(root: Path | None = None, src: Path | None = None) -> Path:
     contributing = (root / "CONTRIBUTING.md").read_text(encoding="utf-8")
     (src / "contributing.md").write_text(_relink_markdown(contributing), encoding="utf-8")
     gallery = ["# Figure gallery", "", "One figure per lab, taken from its stored outputs; "
-               "each links to its lab.", "", "::::{grid} 1 2 2 3", ":gutter: 3", ""]
+               "each links to its lab.", "", "::::{grid} 1 1 2 2", ":gutter: 3", ""]
     (src / "_static" / "gallery").mkdir(parents=True)
     for row, path in zip(rows, notebooks, strict=True):
         nb = json.loads(path.read_text(encoding="utf-8"))
         (src / "labs" / path.name).write_text(json.dumps(_lab_page(nb, path.name), indent=1), encoding="utf-8")
-        for folder in ("notebooks", "labs"):
+        for folder, saved_as in (("notebooks", f"{path.stem}_solution.ipynb"), ("labs", path.name)):
             (src / "downloads" / folder).mkdir(parents=True, exist_ok=True)
-            shutil.copy(root / folder / path.name, src / "downloads" / folder / path.name)
+            shutil.copy(root / folder / path.name, src / "downloads" / folder / saved_as)
         figure = representative_figure(nb)
         if figure is not None:
             (src / "_static" / "gallery" / f"{path.stem}.png").write_bytes(figure)
