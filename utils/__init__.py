@@ -31,7 +31,29 @@ __all__ = [
     "evaluate",
 ]
 
-__version__ = "0.1.0"
+
+
+def _version() -> str:
+    """The collection's version: in a checkout, its pyproject.toml (the source of the package
+    metadata, also when an editable install's metadata is stale); else the installed
+    distribution's metadata (``dl-labs``, e.g. on Colab)."""
+    import re
+    from importlib import metadata
+    from pathlib import Path
+
+    pyproject = Path(__file__).resolve().parents[1] / "pyproject.toml"
+    if pyproject.is_file():
+        text = pyproject.read_text(encoding="utf-8")
+        match = re.search(r'^version\s*=\s*"([^"]+)"', text, flags=re.M)
+        if match and re.search(r'^name\s*=\s*"dl-labs"', text, flags=re.M):
+            return match.group(1)
+    try:
+        return metadata.version("dl-labs")
+    except metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+__version__ = _version()
 
 _SUBMODULES = {"checks", "data", "device", "labs", "metrics", "plotting", "reproducibility", "training"}
 _FUNCTIONS = {

@@ -5,7 +5,7 @@ Usage::
     python -m utils.labs build            # regenerate labs/ from notebooks/
     python -m utils.labs check            # exit 1 if labs/ is stale or leaks a solution
     python -m utils.labs new 17 my_topic "My topic"   # scaffold notebooks/17_my_topic.ipynb
-    python -m utils.labs relink           # point every Colab badge at utils/_config.REPOSITORY
+    python -m utils.labs relink           # point every Colab badge and install at utils/_config
 
 In notebooks/, solution code sits between ``### BEGIN SOLUTION`` and ``### END SOLUTION``
 (the nbgrader convention). In labs/ it becomes ``# YOUR CODE HERE`` and
@@ -30,7 +30,8 @@ import re
 import sys
 from pathlib import Path
 
-from ._config import BRANCH, REPOSITORY
+from . import __version__
+from ._config import INSTALL_ENV, REF, REPOSITORY  # noqa: F401 (REF, INSTALL_ENV: part of the API)
 
 __all__ = [
     "BEGIN",
@@ -67,9 +68,43 @@ def repo_root() -> Path:
     return Path(__file__).resolve().parents[1]
 
 
+def git_ref() -> str:
+    """The git ref badges and the Colab install use: ``_config.REF``, else the tag ``v<version>``."""
+    return REF or f"v{__version__}"
+
+
 def colab_url(folder: str, name: str) -> str:
-    """Colab URL of ``folder/name`` on the configured repository and branch."""
-    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{folder}/{name}"
+    """Colab URL of ``folder/name`` on the configured repository and ref."""
+    return f"https://colab.research.google.com/github/{REPOSITORY}/blob/{git_ref()}/{folder}/{name}"
+
+
+def install_requirement() -> str:
+    """What the setup cell installs on Colab: this release's helpers and the colab extra."""
+    return f"dl-labs[colab] @ git+https://github.com/{REPOSITORY}@{git_ref()}"
+
+
+def colab_install_lines() -> list[str]:
+    """The Colab-only block of the setup cell: install this release's helpers unless that exact
+    version is importable already (a kernel restart does not reinstall), quietly, but show pip's
+    output and stop when it fails. ``$DL_LABS_INSTALL`` replaces the requirement (tests)."""
+    return [
+        'if "google.colab" in sys.modules:  # on Colab only: install the course helpers, once',
+        "    import importlib, importlib.metadata, os, subprocess",
+        "    try:",
+        '        installed = importlib.metadata.version("dl-labs")',
+        "    except importlib.metadata.PackageNotFoundError:",
+        "        installed = None",
+        f'    if installed != "{__version__}":',
+        f'        spec = os.environ.get("{INSTALL_ENV}", "{install_requirement()}")',
+        '        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec],',
+        "                             capture_output=True, text=True)",
+        "        if pip.returncode:",
+        '            raise RuntimeError(f"pip install {spec} failed:\\n{pip.stdout[-3000:]}{pip.stderr[-3000:]}")',
+        "        importlib.invalidate_caches()",
+    ]
+
+
+_COLAB_BLOCK = re.compile(r'^if "google\.colab" in sys\.modules:.*?(?=\n\n|\Z)', flags=re.S | re.M)
 
 
 def badge(folder: str, name: str) -> str:
@@ -278,7 +313,9 @@ def check(root: Path | None = None) -> list[str]:
 
 
 def relink(root: Path | None = None) -> list[Path]:
-    """Point the Colab badges and the Colab install line of notebooks/ at the configured repo."""
+    """Point the Colab badges (notebooks/ and README.md) and the setup cell's Colab install at
+    the configured repository and ref, and the install at this version. Run it after a version
+    bump or a change of ``_config``, then ``make labs``."""
     root = root or repo_root()
     changed = []
     for src, _ in _pairs(root):
@@ -288,12 +325,18 @@ def relink(root: Path | None = None) -> list[Path]:
             if cell["cell_type"] == "markdown":
                 cell["source"] = _relink(cell["source"], "notebooks")
             elif cell["cell_type"] == "code":
-                cell["source"] = re.sub(
-                    r"git\+https://github\.com/[^@\s\"']+@[^\s\"']+",
-                    f"git+https://github.com/{REPOSITORY}@{BRANCH}", cell["source"])
+                cell["source"] = _COLAB_BLOCK.sub(
+                    lambda _: "\n".join(colab_install_lines()), _source(cell))
         if _dumps(nb) != before:
             src.write_text(_dumps(nb), encoding="utf-8")
             changed.append(src)
+    readme = root / "README.md"
+    if readme.is_file():
+        text = readme.read_text(encoding="utf-8")
+        new = _BADGE_RE.sub(lambda m: colab_url(m.group(1), m.group(2)), text)
+        if new != text:
+            readme.write_text(new, encoding="utf-8")
+            changed.append(readme)
     return changed
 
 
@@ -302,10 +345,7 @@ def setup_source(extra_imports: str = "") -> str:
     lines = [
         "import sys",
         "",
-        'if "google.colab" in sys.modules:  # on Colab only: install the course helpers',
-        "    import subprocess",
-        '    subprocess.run([sys.executable, "-m", "pip", "install", "-q",',
-        f'                    "dl-labs[colab] @ git+https://github.com/{REPOSITORY}@{BRANCH}"], check=True)',
+        *colab_install_lines(),
         "",
         "import matplotlib.pyplot as plt",
         "import torch",
@@ -384,6 +424,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("build", help="regenerate labs/ from notebooks/")
     sub.add_parser("check", help="fail if labs/ is stale")
     sub.add_parser("relink", help="point Colab badges and installs at utils/_config.py")
+    sub.add_parser("ref", help="print the git ref the badges and the Colab install use")
     p_new = sub.add_parser("new", help="scaffold a notebook")
     p_new.add_argument("number", type=int)
     p_new.add_argument("slug")
@@ -399,9 +440,11 @@ def main(argv: list[str] | None = None) -> int:
             print("labs/ is out of date (run `make labs`):\n  " + "\n  ".join(problems))
             return 1
         print("labs/ is in sync with notebooks/")
+    elif args.command == "ref":
+        print(git_ref())
     elif args.command == "relink":
         changed = relink()
-        print(f"relinked {len(changed)} notebook(s) to {REPOSITORY}@{BRANCH}")
+        print(f"relinked {len(changed)} file(s) to {REPOSITORY}@{git_ref()}")
     else:
         try:
             path = new_notebook(args.number, args.slug, args.title)

@@ -93,6 +93,16 @@ def apply_numeric_env() -> dict[str, str]:
     return {key: os.environ[key] for key in env}
 
 
+def _kernel_manager(scratch: str):
+    """A kernel manager on IPC sockets where the OS has them: the kernel then has no reason to
+    warn that it runs "over TCP without encryption" (TCP on Windows)."""
+    from jupyter_client.manager import KernelManager
+
+    if os.name == "nt":
+        return KernelManager(kernel_name="python3")
+    return KernelManager(kernel_name="python3", transport="ipc", ip=str(Path(scratch) / "kernel"))
+
+
 def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600,
                      env: dict[str, str] | None = None, out: Path | None = None) -> dict:
     """Run a notebook top to bottom in a fresh kernel.
@@ -121,7 +131,7 @@ def execute_notebook(path: Path, *, inplace: bool = False, timeout: int = 600,
         nb.cells.append(probe)
         client = NotebookClient(nb, timeout=timeout, kernel_name="python3",
                                 resources={"metadata": {"path": str(workdir)}},
-                                record_timing=False)
+                                record_timing=False, km=_kernel_manager(scratch))
         start = time.perf_counter()
         error = None
         try:
@@ -179,10 +189,10 @@ def main(argv: list[str] | None = None) -> int:
         print("no notebooks found", file=sys.stderr)
         return 1
     rows = []
+    width = max(len(Path(nb).name) for nb in notebooks)
     for nb in notebooks:
-        print(f"running {nb} ...", flush=True)
         row = execute_notebook(nb, inplace=args.inplace, timeout=args.timeout, out=args.out)
-        print(f"  {row['seconds']:.1f} s, peak {row['peak_mb']:.0f} MB, "
+        print(f"{row['notebook']:<{width}}  {row['seconds']:5.1f} s  peak {row['peak_mb']:5.0f} MB  "
               f"{'ok' if row['ok'] else 'FAILED: ' + str(row['error'])}", flush=True)
         rows.append(row)
     table = _table(rows)
