@@ -234,11 +234,9 @@ def _run_colab_block(monkeypatch, installed, returncode=0):
 
     calls = []
 
-    def fake_version(name):
+    def fake_distributions(name):
         assert name == "dl-labs"
-        if installed is None:
-            raise importlib.metadata.PackageNotFoundError(name)
-        return installed
+        return [] if installed is None else [types.SimpleNamespace(version=installed)]
 
     def fake_run(cmd, **kwargs):
         calls.append(cmd)
@@ -246,7 +244,7 @@ def _run_colab_block(monkeypatch, installed, returncode=0):
                                      stderr="ERROR: No matching distribution\n")
 
     monkeypatch.setitem(sys.modules, "google.colab", types.ModuleType("google.colab"))
-    monkeypatch.setattr(importlib.metadata, "version", fake_version)
+    monkeypatch.setattr(importlib.metadata, "distributions", fake_distributions)
     monkeypatch.setattr(subprocess, "run", fake_run)
     exec("import sys\n" + "\n".join(labs.colab_install_lines()), {})
     return calls

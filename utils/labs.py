@@ -89,18 +89,12 @@ def colab_install_lines() -> list[str]:
     output and stop when it fails. ``$DL_LABS_INSTALL`` replaces the requirement (tests)."""
     return [
         'if "google.colab" in sys.modules:  # on Colab only: install the course helpers, once',
-        "    import importlib, importlib.metadata, os, subprocess",
-        "    try:",
-        '        installed = importlib.metadata.version("dl-labs")',
-        "    except importlib.metadata.PackageNotFoundError:",
-        "        installed = None",
-        f'    if installed != "{__version__}":',
+        "    import importlib.metadata, os, subprocess",
+        f'    if next((d.version for d in importlib.metadata.distributions(name="dl-labs")), None) != "{__version__}":',
         f'        spec = os.environ.get("{INSTALL_ENV}", "{install_requirement()}")',
-        '        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec],',
-        "                             capture_output=True, text=True)",
+        '        pip = subprocess.run([sys.executable, "-m", "pip", "install", "-q", spec], capture_output=True, text=True)',
         "        if pip.returncode:",
         '            raise RuntimeError(f"pip install {spec} failed:\\n{pip.stdout[-3000:]}{pip.stderr[-3000:]}")',
-        "        importlib.invalidate_caches()",
     ]
 
 
