@@ -60,7 +60,8 @@ def check_conv_matrix(conv_matrix: Callable) -> bool:
                     msg += "; check the flattening order: input pixel (h, w) is column h * W + w (row-major)"
                 elif torch.is_tensor(M) and M.dim() == 2 and compare_values(ref.T, M, atol=1e-12, rtol=0) is None:
                     msg += ("; that is M transposed: one row per output pixel, one column per input pixel, "
-                            "shape (H_out * W_out, H * W)")
+                            "shape (H_out * W_out, H * W) (with stride 1 and same-size padding M transposed is "
+                            "also the matrix of the flipped kernel: PyTorch's conv2d does not flip it)")
                 elif compare_values(reference_conv_matrix(kernel.flip(0, 1), size, s, p), M, atol=1e-12, rtol=0,
                                     path="matrix") is None:
                     msg += ("; that is the matrix of the flipped kernel (a true convolution): PyTorch's conv2d "
