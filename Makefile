@@ -124,6 +124,7 @@ site: $(STAMP) tools
 constraints: $(STAMP)
 	{ echo "# Exact versions installed by make, CI and environment.yml (pip freeze of a working .venv,"; \
 	  echo "# Python 3.11, x86_64). Regenerate with: make constraints"; \
+	  echo "# Held back by hand: soupsieve 2.10 (3.x and 4.x need Python >= 3.11.5; Debian 12's python3 is 3.11.2)."; \
 	  $(PY) -m pip freeze --exclude-editable; } > constraints.txt
 
 clean:
