@@ -27,3 +27,11 @@ def root() -> Path:
 def source_of(cell) -> str:
     src = cell["source"]
     return src if isinstance(src, str) else "".join(src)
+
+
+def missing_tool(what: str, how: str):
+    """A tool a test needs is not installed: skip here, fail under CI (CI=true), where the
+    project's own set-up must have installed it."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing ({how}); CI must run this test")
+    pytest.skip(f"{what} is missing ({how})")

@@ -21,7 +21,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, missing_tool
 
 from utils import site
 
@@ -33,16 +33,10 @@ BUILD_SECONDS_LIMIT = 120  # measured: about 11 s on a 2-core machine
 TEX_IN_PROSE = re.compile(r"\$[^$\s][^$]*\$|\\(?:mathbf|frac|lVert|sum|sigma|alpha|beta|theta|nabla|mathrm)\b")
 
 
-def _missing(what: str, how: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{what} is missing ({how}); CI must run the website tests")
-    pytest.skip(f"{what} is missing ({how})")
-
-
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     if not (ROOT / "tools" / "node_modules" / "mathjax").is_dir():
-        _missing("MathJax", "make tools")
+        missing_tool("MathJax", "make tools")
     tmp = tmp_path_factory.mktemp("site")
     out, seconds = site.build(out=tmp / "site", src=tmp / "src")
     return out, seconds
@@ -223,9 +217,9 @@ def _browser() -> str | None:
 def test_home_and_a_lab_page_in_a_real_browser(built):
     browser, node = _browser(), shutil.which("node")
     if browser is None or node is None:
-        _missing("chromium or node", ".ci/sysdeps installs them")
+        missing_tool("chromium or node", ".ci/sysdeps installs them")
     if not (ROOT / "tools" / "node_modules" / "playwright-core").is_dir():
-        _missing("playwright-core", "make tools")
+        missing_tool("playwright-core", "make tools")
     out, _ = built
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(out))
     handler.log_message = lambda *args: None

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import missing_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOWS = sorted((ROOT / ".github" / "workflows").glob("*.yml"))
@@ -33,11 +34,9 @@ jobs:
 
 
 def _tool(path: Path, how: str) -> Path:
-    if path.exists():
-        return path
-    if os.environ.get("CI"):
-        pytest.fail(f"{path.name} is not installed ({how}); CI must lint the workflows")
-    pytest.skip(f"{path.name} is not installed ({how})")
+    if not path.exists():
+        missing_tool(path.name, how)
+    return path
 
 
 def _run(cmd, cwd=ROOT):

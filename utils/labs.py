@@ -109,35 +109,9 @@ def badge(folder: str, name: str) -> str:
     )
 
 
-def strip_solutions(source: str) -> str:
-    """Replace every solution region of a cell's source with the stub.
-
-    Raises:
-        ValueError: unbalanced or nested markers.
-    """
-    out: list[str] = []
-    inside = False
-    for line in source.split("\n"):
-        stripped = line.strip()
-        if stripped == BEGIN:
-            if inside:
-                raise ValueError(f"nested '{BEGIN}' marker")
-            inside = True
-            indent = line[: len(line) - len(line.lstrip())]
-            out.extend(indent + s for s in STUB)
-        elif stripped == END:
-            if not inside:
-                raise ValueError(f"'{END}' without '{BEGIN}'")
-            inside = False
-        elif not inside:
-            out.append(line)
-    if inside:
-        raise ValueError(f"'{BEGIN}' without '{END}'")
-    return "\n".join(out)
-
-
-def strip_hidden_tests(source: str) -> str:
-    """Remove every hidden-test region (markers included), as nbgrader's ClearHiddenTests does.
+def _replace_regions(source: str, begin: str, end: str, stub: tuple[str, ...]) -> tuple[str, bool]:
+    """Replace every ``begin`` ... ``end`` region (marker lines included) by ``stub`` at the
+    marker's indentation; returns the text and whether a region was found.
 
     Raises:
         ValueError: unbalanced or nested markers.
@@ -146,19 +120,39 @@ def strip_hidden_tests(source: str) -> str:
     inside = found = False
     for line in source.split("\n"):
         stripped = line.strip()
-        if stripped == HIDDEN_BEGIN:
+        if stripped == begin:
             if inside:
-                raise ValueError(f"nested '{HIDDEN_BEGIN}' marker")
+                raise ValueError(f"nested '{begin}' marker")
             inside = found = True
-        elif stripped == HIDDEN_END:
+            indent = line[: len(line) - len(line.lstrip())]
+            out.extend(indent + s for s in stub)
+        elif stripped == end:
             if not inside:
-                raise ValueError(f"'{HIDDEN_END}' without '{HIDDEN_BEGIN}'")
+                raise ValueError(f"'{end}' without '{begin}'")
             inside = False
         elif not inside:
             out.append(line)
     if inside:
-        raise ValueError(f"'{HIDDEN_BEGIN}' without '{HIDDEN_END}'")
-    text = "\n".join(out)
+        raise ValueError(f"'{begin}' without '{end}'")
+    return "\n".join(out), found
+
+
+def strip_solutions(source: str) -> str:
+    """Replace every solution region of a cell's source with the stub.
+
+    Raises:
+        ValueError: unbalanced or nested markers.
+    """
+    return _replace_regions(source, BEGIN, END, STUB)[0]
+
+
+def strip_hidden_tests(source: str) -> str:
+    """Remove every hidden-test region (markers included), as nbgrader's ClearHiddenTests does.
+
+    Raises:
+        ValueError: unbalanced or nested markers.
+    """
+    text, found = _replace_regions(source, HIDDEN_BEGIN, HIDDEN_END, ())
     return text.rstrip("\n") if found else text
 
 

@@ -34,6 +34,7 @@ from .labs import (
     BEGIN,
     END,
     NOTEBOOK_PATTERN,
+    _source,
     colab_url,
     git_ref,
     repo_root,
@@ -124,7 +125,7 @@ def _lab_page(nb: dict, name: str) -> dict:
     """The notebook as a site page: the title cell's Colab badge becomes the launch buttons."""
     page = copy.deepcopy(nb)
     title = page["cells"][0]
-    source = title["source"] if isinstance(title["source"], str) else "".join(title["source"])
+    source = _source(title)
     source, count = _BADGE_IMAGE.subn(lambda m: _launch_buttons(name), source, count=1)
     if not count:  # no badge: put the buttons under the title line
         head, _, rest = source.partition("\n")
@@ -135,8 +136,7 @@ def _lab_page(nb: dict, name: str) -> dict:
         if cell["cell_type"] != "code":
             continue
         grading = cell.get("metadata", {}).get("nbgrader", {})
-        code = "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
-        code = strip_hidden_tests(code)
+        code = strip_hidden_tests(_source(cell))
         if grading.get("solution") or grading.get("grade_id") == "setup":
             # solutions start folded (try the exercise first); the setup cell is the same in every lab
             cell["metadata"].setdefault("tags", []).append("hide-input")
