@@ -168,6 +168,14 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         55: ("positives-only pretraining: loss, spreads, collapse ratio", ["positives_only_final_loss", "embedding_spread", "collapse_ratio"]),
         58: RESULTS,
     },
+    "17_vision_transformers": {
+        26: ("ViT vs CNN on 500 and 8,000 images, ViT with augmentation: test and training accuracy, gaps",
+             ["test_acc", "train_acc", "cnn_minus_vit", "vit_large_test_acc", "cnn_large_test_acc", "augmentation_effect_small"]),
+        31: ("learned position embeddings: mean cosine similarity of adjacent and distant patches", ["pos_similarity"]),
+        34: ("mean attention distance per layer and head of the trained ViT",
+             ["attention_distance_by_layer", "attention_distance_max_layer1"]),
+        41: RESULTS,
+    },
 }
 
 
