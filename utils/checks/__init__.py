@@ -14,11 +14,11 @@ from .core import Case, compare_values, device_case, run_check
 
 __all__ = ["Case", "compare_values", "device_case", "run_check", "adversarial", "attention", "backprop",
            "convolution", "detection", "diffusion", "gan", "gnn", "perceptron", "qlearning",
-           "resnet", "rnn", "segmentation", "selfsupervised", "setup", "training", "vae", "vit"]
+           "resnet", "rnn", "segmentation", "selfsupervised", "setup", "training", "vae", "vit", "likelihood", "policy"]
 
 _TOPICS = {"adversarial", "attention", "backprop", "convolution", "detection", "diffusion", "gan",
            "gnn", "perceptron", "qlearning", "resnet", "rnn", "segmentation", "selfsupervised",
-           "setup", "training", "vae", "vit"}
+           "setup", "training", "vae", "vit", "likelihood", "policy"}
 
 
 def __getattr__(name: str) -> Any:
