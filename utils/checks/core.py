@@ -501,7 +501,7 @@ def _run_cases(title, student_fn, cases, hint, solution=None) -> bool:
     if not cases:
         print(f"  {FAIL} this check has no cases (a bug in the check, not in your code)")
         return False
-    passed = 0
+    passed = skipped = 0
     not_implemented = False
     for case in cases:
         try:
@@ -518,9 +518,12 @@ def _run_cases(title, student_fn, cases, hint, solution=None) -> bool:
             break
         except Exception as exc:  # report, never raise into the notebook
             message = _describe(exc)
-        if isinstance(message, Note):
+        if isinstance(message, Skipped):
+            skipped += 1
+            print(f"  {SKIP} {case.name} ({message})")
+        elif isinstance(message, Note):
             passed += 1
-            print(f"  {SKIP if isinstance(message, Skipped) else PASS} {case.name} ({message})")
+            print(f"  {PASS} {case.name} ({message})")
         elif message:
             print(f"  {FAIL} {case.name}: {message}")
         else:
@@ -530,11 +533,14 @@ def _run_cases(title, student_fn, cases, hint, solution=None) -> bool:
         print(f"  {FAIL} not implemented yet: replace `raise NotImplementedError()` with your code")
         print(f"{FAIL} {passed} of {len(cases)} cases passed")
         return False
-    ok = passed == len(cases)
-    if ok:
+    ok = passed + skipped == len(cases)
+    undecided = f" ({skipped} not decided)" if skipped else ""
+    if ok and not skipped:
         print(f"{PASS} all {len(cases)} cases passed")
+    elif ok:
+        print(f"{PASS} {passed} of {len(cases)} cases passed{undecided}, none failed")
     else:
-        print(f"{FAIL} {passed} of {len(cases)} cases passed")
+        print(f"{FAIL} {passed} of {len(cases)} cases passed{undecided}")
         if hint:
             print(f"  hint: {hint}")
         if solution and _SHOW_SOLUTION.get():
