@@ -99,8 +99,83 @@ def test_patchify_rejects_mistakes_with_their_message(capsys):
         out = _failure_output(checks.check_patchify, wrong, capsys)
         assert why in out, (wrong.__name__, out)
         assert "hint:" in out and "solution:" not in out
-    checks.check_patchify(patchify_column_major, show_solution=True)
-    assert "solution: if H % patch" in capsys.readouterr().out
+
+def patchify_bare_error(images, patch):
+    if images.shape[-2] % patch or images.shape[-1] % patch:
+        raise ValueError()
+    return patchify_ok(images, patch)
+
+
+def patchify_vague_error(images, patch):
+    if images.shape[-2] % patch or images.shape[-1] % patch:
+        raise ValueError("image size not divisible by the patch size")
+    return patchify_ok(images, patch)
+
+
+def patchify_swapped(images, patch):
+    return patchify_ok(images, patch).transpose(1, 2)                # (N, C * P * P, L)
+
+
+def test_patchify_value_error_must_name_the_sizes(capsys):
+    for wrong, said in ((patchify_bare_error, "a bare ValueError()"),
+                        (patchify_vague_error, "ValueError('image size not divisible by the patch size')")):
+        out = _failure_output(checks.check_patchify, wrong, capsys)
+        assert f"raised {said}" in out and "does not name the sizes" in out, out
+        assert "patch = 4 and H = 10" in out and "patch = 8 and W = 12" in out, out
+        assert out.count("✗ ") == 3, out                                # the two error cases and the summary
+
+
+def test_patchify_swapped_axes_are_diagnosed(capsys):
+    out = _failure_output(checks.check_patchify, patchify_swapped, capsys)
+    assert "axes 1 and 2 swapped: tokens go on axis 1, use .transpose(1, 2)" in out, out
+
+
+def _lab_stub(cell_start: str) -> str:
+    """The student's version of an exercise cell of lab 17, as utils.labs writes it into labs/."""
+    import json
+    from pathlib import Path
+
+    from utils import labs
+
+    nb = json.loads((Path(__file__).resolve().parents[1] / "notebooks" / "17_vision_transformers.ipynb").read_text())
+    source = next("".join(c["source"]) for c in nb["cells"] if "".join(c["source"]).startswith(cell_start))
+    return labs.strip_solutions(source)
+
+
+def _solution_lines(check, wrong, capsys) -> list[str]:
+    check(wrong, show_solution=True)
+    out = capsys.readouterr().out
+    assert "  solution: " in out, out
+    return out.split("  solution: ", 1)[1].rstrip("\n").splitlines()
+
+
+def _fill(stub: str, bodies: list[list[str]]) -> str:
+    for body in bodies:
+        stub = stub.replace("    # YOUR CODE HERE\n", "", 1)
+        indent = next(line[: len(line) - len(line.lstrip())] for line in stub.splitlines()
+                      if line.strip() == "raise NotImplementedError()")
+        stub = stub.replace(f"{indent}raise NotImplementedError()", "\n".join(body), 1)
+    return stub
+
+
+def test_patchify_solution_line_runs_as_written_in_the_stub(capsys):
+    lines = _solution_lines(checks.check_patchify, patchify_column_major, capsys)
+    assert "patchify(images, patch)" in lines[0]
+    source = _fill(_lab_stub("# Exercise 2.1"), [lines[1:]])
+    namespace = {"torch": torch, "nn": nn, "F": F}
+    exec(compile(source, "<stub>", "exec"), namespace)
+    assert _verdict(checks.check_patchify, namespace["patchify"], capsys)
+
+
+def test_patch_embedding_solution_runs_as_written_in_the_stub(capsys):
+    lines = _solution_lines(checks.check_patch_embedding, EmbeddingNoBias, capsys)
+    split = next(i for i, line in enumerate(lines) if line.strip().startswith("in forward("))
+    init, forward = lines[2:split], lines[split + 1:]
+    assert lines[1].strip().startswith("in __init__(self, in_channels, patch, dim)")
+    source = _fill(_lab_stub("# Exercise 3.1"), [init, forward])
+    namespace = {"torch": torch, "nn": nn, "F": F, "patchify": patchify_ok}
+    exec(compile(source, "<stub>", "exec"), namespace)
+    assert _verdict(checks.check_patch_embedding, namespace["PatchEmbedding"], capsys)
 
 
 def test_patchify_device_probe(capsys):
@@ -184,6 +259,57 @@ class EmbeddingCpuBias(EmbeddingOk):
     def forward(self, x):
         offset = torch.zeros(self.proj.out_features, dtype=x.dtype)             # created on the CPU
         return self.proj(patchify_ok(x, self.patch)) + offset
+
+
+class EmbeddingSwapped(EmbeddingOk):
+    def forward(self, x):
+        return self.proj(patchify_ok(x, self.patch)).transpose(1, 2)      # (N, dim, L)
+
+
+class EmbeddingLayerNorm(EmbeddingOk):
+    def __init__(self, in_channels, patch, dim):
+        super().__init__(in_channels, patch, dim)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x):
+        return self.norm(super().forward(x))
+
+
+class EmbeddingGelu(EmbeddingOk):
+    def forward(self, x):
+        return F.gelu(super().forward(x))
+
+
+class EmbeddingPosition(EmbeddingOk):
+    def __init__(self, in_channels, patch, dim):
+        super().__init__(in_channels, patch, dim)
+        self.pos = nn.Parameter(torch.randn(1, 1, dim))              # broadcast over any number of patches
+
+    def forward(self, x):
+        return super().forward(x) + self.pos
+
+
+class EmbeddingClassToken(EmbeddingOk):
+    def __init__(self, in_channels, patch, dim):
+        super().__init__(in_channels, patch, dim)
+        self.cls = nn.Parameter(torch.zeros(1, 1, dim))
+
+    def forward(self, x):
+        z = super().forward(x)
+        return torch.cat([self.cls.expand(len(z), -1, -1), z], dim=1)
+
+
+def test_patch_embedding_rejects_additions_after_proj(capsys):
+    contract = "forward must return exactly self.proj(patchify(x)); the ViT adds the rest"
+    for wrong, what in ((EmbeddingLayerNorm, "normalizes the tokens"), (EmbeddingGelu, "activation (GELU)"),
+                        (EmbeddingPosition, "the same for every image"), (EmbeddingClassToken, "class token")):
+        out = _failure_output(checks.check_patch_embedding, wrong, capsys)
+        assert contract in out and what in out, (wrong.__name__, out)
+
+
+def test_patch_embedding_swapped_axes_are_diagnosed(capsys):
+    out = _failure_output(checks.check_patch_embedding, EmbeddingSwapped, capsys)
+    assert "axes 1 and 2 swapped: tokens go on axis 1, use .transpose(1, 2)" in out, out
 
 
 def test_patch_embedding_accepts_correct_versions(capsys):

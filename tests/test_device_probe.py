@@ -98,7 +98,7 @@ def test_every_check_of_a_tensor_function_has_a_probe():
     without = {"check_accuracy", "check_perceptron_fit", "check_numerical_gradient", "check_mlp_forward_backward",
                "check_count_parameters", "check_conv_output_size", "check_receptive_field", "check_gaussian_kernel", "check_conv_grad_norms",
                "check_make_schedule", "check_positional_encoding", "check_value_iteration",
-               "check_toy_text_to_arrays", "check_q_learning_update", "check_epsilon_greedy"}
+               "check_toy_text_to_arrays", "check_q_learning_update", "check_epsilon_greedy", "check_causal_mask"}
     missing = []
     for path in sorted((ROOT / "utils" / "checks").glob("*.py")):
         src = path.read_text()

@@ -49,6 +49,13 @@ def _layouts(x, P):
     )
 
 
+#: the diagnosis of an output whose token and feature axes are exchanged
+_SWAPPED = "axes 1 and 2 swapped: tokens go on axis 1, use .transpose(1, 2)"
+
+#: the contract of PatchEmbedding.forward, quoted when something is added after proj
+_ONLY_PROJ = "forward must return exactly self.proj(patchify(x)); the ViT adds the rest"
+
+
 def _images(seed, shape):
     import torch
 
@@ -64,6 +71,9 @@ def _patchify_case(shape, P, seed):
         want = reference_patchify(x, P)
         got = fn(x.clone(), P)
         msg = compare_values(want, got, atol=0.0, rtol=0.0)
+        if msg and isinstance(got, torch.Tensor) and got.shape == want.transpose(1, 2).shape and \
+                torch.equal(got.detach().cpu().double(), want.transpose(1, 2)):
+            return f"{msg} ({_SWAPPED}: (N, L, C * patch * patch), not (N, C * patch * patch, L))"
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
             if msg and isinstance(got, torch.Tensor) and got.shape != want.shape:
                 msg += (f" (L = (H / patch) * (W / patch) = {want.shape[1]} patches of C * patch * patch = "
@@ -77,12 +87,24 @@ def _patchify_case(shape, P, seed):
 
 
 def _raises_case(shape, P):
+    H, W = shape[-2:]
+    bad = H if H % P else W                                         # the size patch does not divide
+    side = "H" if H % P else "W"
+
     def test(fn):
+        import re
+
         x = _images(0, shape)
         try:
             got = fn(x, P)
-        except ValueError:
-            return None
+        except ValueError as exc:
+            numbers = {int(n) for n in re.findall(r"\d+", str(exc))}
+            if {bad, P} <= numbers:
+                return None
+            said = f"ValueError({str(exc)!r})" if str(exc) else "a bare ValueError()"
+            return (f"raised {said}, which does not name the sizes: say which size the patch does not divide, "
+                    f"e.g. ValueError(f\"patch = {{patch}} must divide H = {{H}} and W = {{W}}\"), here "
+                    f"patch = {P} and {side} = {bad}")
         except NotImplementedError:
             raise
         except Exception as exc:  # noqa: BLE001 - any other error is the wrong kind
@@ -91,6 +113,18 @@ def _raises_case(shape, P):
         return (f"returned a result of shape {tuple(getattr(got, 'shape', ()))} for H, W = {shape[-2:]} and patch = "
                 f"{P}: raise a ValueError instead, since part of the image would be silently dropped")
     return test
+
+
+#: the body of patchify(images, patch), runnable as written in the stub (its parameter names)
+_PATCHIFY_SOLUTION = (
+    "replace `raise NotImplementedError()` in patchify(images, patch) by\n"
+    "    N, C, H, W = images.shape\n"
+    "    if H % patch or W % patch:\n"
+    "        raise ValueError(f\"patch = {patch} must divide H = {H} and W = {W}\")\n"
+    "    x = images.reshape(N, C, H // patch, patch, W // patch, patch)   # (N, C, h, P, w, P)\n"
+    "    x = x.permute(0, 2, 4, 1, 3, 5)                                  # (N, h, w, C, P, P)\n"
+    "    return x.reshape(N, (H // patch) * (W // patch), C * patch * patch)"
+)
 
 
 @tiered
@@ -110,8 +144,7 @@ def check_patchify(patchify: Callable) -> bool:
         "patchify(images, patch)", patchify, cases,
         hint="an image is a grid of (H / patch) x (W / patch) non-overlapping patches; list them row by row and "
              "flatten each channel-first, (C, patch, patch), exactly as F.unfold with stride = kernel size does",
-        solution="if H % patch or W % patch: raise ValueError(...); x = images.reshape(N, C, H // p, p, W // p, p)"
-                 ".permute(0, 2, 4, 1, 3, 5); return x.reshape(N, (H // p) * (W // p), C * p * p)",
+        solution=_PATCHIFY_SOLUTION,
     )
 
 
@@ -143,8 +176,14 @@ def _embedding_case(C, P, dim, shape, seed, direction):
             got = module(x.clone())
         msg = compare_values(want, got, atol=1e-10, rtol=1e-8)
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
-            if msg and isinstance(got, torch.Tensor) and tuple(got.shape) == tuple(conv(x).shape):
-                msg += " (the output must be a sequence of tokens, (N, L, dim), not a (N, dim, H/P, W/P) map)"
+            if msg and isinstance(got, torch.Tensor):
+                N, L = want.shape[:2]
+                if tuple(got.shape) == tuple(conv(x).shape):
+                    msg += " (the output must be a sequence of tokens, (N, L, dim), not a (N, dim, H/P, W/P) map)"
+                elif tuple(got.shape) == (N, dim, L):
+                    msg += f" ({_SWAPPED}: (N, L, dim), not (N, dim, L))"
+                elif tuple(got.shape) == (N, L + 1, dim):
+                    msg += f" (one token too many, a class token? {_ONLY_PROJ})"
             return msg
         patches = reference_patchify(x, P)
         with torch.no_grad():
@@ -158,8 +197,46 @@ def _embedding_case(C, P, dim, shape, seed, direction):
                     return f"{msg} (your patches do not have the Conv2d weight's layout: {why})"
             if compare_values(patches @ proj.weight.T, got, atol=1e-10, rtol=1e-8) is None:
                 return msg + " (the bias is missing)"
+            added = _added_after_proj(want, got.detach().to(want.dtype))
+            if added:
+                return f"{msg} (your forward {added} after proj: {_ONLY_PROJ})"
         return msg
     return test
+
+
+#: the two bodies of PatchEmbedding, runnable as written in the stub (its parameter names)
+_EMBEDDING_SOLUTION = (
+    "replace the two `raise NotImplementedError()` of PatchEmbedding by\n"
+    "  in __init__(self, in_channels, patch, dim), after super().__init__():\n"
+    "        self.patch = patch\n"
+    "        self.proj = nn.Linear(in_channels * patch * patch, dim)\n"
+    "  in forward(self, x):\n"
+    "        return self.proj(patchify(x, self.patch))                      # (N, L, dim)"
+)
+
+
+def _added_after_proj(want, got) -> str | None:
+    """What the student's forward did to the correct tokens ``want`` (N, L, dim), if it is recognisable:
+    a normalization over the features, an elementwise activation, or a term that is the same for every
+    image (a position embedding, a second bias)."""
+    import torch
+    import torch.nn.functional as F
+
+    def same(a):
+        return compare_values(a, got, atol=1e-8, rtol=1e-6) is None
+
+    if same(F.layer_norm(want, want.shape[-1:])) or (
+            torch.allclose(got.mean(-1), torch.zeros_like(got[..., 0]), atol=1e-6)
+            and torch.allclose(got.var(-1, unbiased=False), torch.ones_like(got[..., 0]), atol=1e-3)):
+        return "normalizes the tokens (a LayerNorm)"
+    for name, act in (("ReLU", F.relu), ("GELU", F.gelu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
+        if same(act(want)):
+            return f"applies an activation ({name})"
+    extra = got - want                                                  # (N, L, dim)
+    if len(extra) > 1 and extra.abs().max() > 1e-8 and compare_values(extra[:1].expand_as(extra), extra,
+                                                                       atol=1e-8, rtol=1e-6) is None:
+        return "adds a term that is the same for every image (a position embedding or a second bias)"
+    return None
 
 
 @tiered
@@ -187,6 +264,5 @@ def check_patch_embedding(PatchEmbedding) -> bool:
         "PatchEmbedding(in_channels, patch, dim)", PatchEmbedding, cases,
         hint="a linear map applied to every flattened patch is a convolution whose kernel and stride are both the "
              "patch size: the Conv2d weight (dim, C, P, P) flattened to (dim, C * P * P) is the Linear weight",
-        solution="__init__: self.patch = patch; self.proj = nn.Linear(in_channels * patch * patch, dim); "
-                 "forward(x): return self.proj(patchify(x, self.patch))  # (N, L, dim)",
+        solution=_EMBEDDING_SOLUTION,
     )

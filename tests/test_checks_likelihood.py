@@ -1,0 +1,386 @@
+"""The likelihood-lab checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils.checks import likelihood as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def _failure_output(check, fn, capsys) -> str:
+    assert not check(fn)
+    return capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ causal_mask
+def _validate(k, t):
+    if k % 2 == 0 or t not in ("A", "B"):
+        raise ValueError(f"bad kernel_size {k} or mask_type {t}")
+
+
+def mask_ok(kernel_size, mask_type):
+    _validate(kernel_size, mask_type)
+    c = kernel_size // 2
+    m = torch.zeros(kernel_size, kernel_size)
+    m[:c] = 1
+    m[c, :c] = 1
+    m[c, c] = float(mask_type == "B")
+    return m
+
+
+def mask_by_index(kernel_size, mask_type):
+    """Correct, written differently: compare raster indices with the centre's."""
+    _validate(kernel_size, mask_type)
+    idx = torch.arange(kernel_size ** 2).view(kernel_size, kernel_size)
+    centre = kernel_size ** 2 // 2
+    return (idx < centre if mask_type == "A" else idx <= centre).to(torch.float32)
+
+
+def mask_swapped(kernel_size, mask_type):
+    return mask_ok(kernel_size, "B" if mask_type == "A" else "A")
+
+
+def mask_transposed(kernel_size, mask_type):
+    return mask_ok(kernel_size, mask_type).T.contiguous()
+
+
+def mask_quadrant(kernel_size, mask_type):
+    _validate(kernel_size, mask_type)
+    c = kernel_size // 2
+    m = torch.zeros(kernel_size, kernel_size)
+    m[:c + 1, :c + 1] = 1
+    m[c, c] = float(mask_type == "B")
+    return m
+
+
+def mask_full_row(kernel_size, mask_type):
+    m = mask_ok(kernel_size, mask_type)
+    c = kernel_size // 2
+    m[c] = 1
+    m[c, c] = float(mask_type == "B")
+    return m
+
+
+def mask_bool(kernel_size, mask_type):
+    return mask_ok(kernel_size, mask_type).bool()
+
+
+def mask_no_validation(kernel_size, mask_type):
+    c = kernel_size // 2
+    m = torch.zeros(kernel_size, kernel_size)
+    m[:c] = 1
+    m[c, :c] = 1
+    m[c, c] = float(mask_type == "B")
+    return m
+
+
+def test_causal_mask_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_causal_mask, mask_ok, capsys)
+    assert _verdict(checks.check_causal_mask, mask_by_index, capsys)
+    assert _verdict(checks.check_causal_mask, checks.reference_causal_mask, capsys)
+
+
+def test_causal_mask_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((mask_swapped, "mask A and mask B are swapped"), (mask_transposed, "the mask is transposed"),
+                       (mask_quadrant, "only the upper-left quadrant"), (mask_full_row, "the whole centre row is 1"),
+                       (mask_bool, "expected a float tensor"), (mask_no_validation, "raise a ValueError instead")):
+        out = _failure_output(checks.check_causal_mask, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+        assert "hint:" in out and "solution:" not in out
+    checks.check_causal_mask(mask_swapped, show_solution=True)
+    assert "solution: if k % 2 == 0" in capsys.readouterr().out
+
+
+# ---------------------------------------------------------------------------------- MaskedConv2d
+class ConvOk(nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self.register_buffer("mask", mask_ok(kernel_size, mask_type))
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class ConvFunctional(nn.Conv2d):
+    """Correct, written differently: F.conv2d with the layer's own settings, mask from raster indices."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self.register_buffer("causal", mask_by_index(kernel_size, mask_type)[None, None])
+
+    def forward(self, x):
+        return F.conv2d(x, self.weight * self.causal, self.bias, self.stride, self.padding, self.dilation, self.groups)
+
+
+class ConvMaskedOnceInInit(ConvOk):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class ConvInPlace(ConvOk):
+    def forward(self, x):
+        with torch.no_grad():
+            self.weight.mul_(self.mask)
+        return self._conv_forward(x, self.weight, self.bias)
+
+
+class ConvSwapped(ConvOk):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, "B" if mask_type == "A" else "A", **conv_kwargs)
+
+
+class ConvTransposedMask(ConvOk):
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask.T, self.bias)
+
+
+class ConvPlainAttribute(nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self.mask = mask_ok(kernel_size, mask_type)                      # not a buffer: stays on the CPU
+
+    def forward(self, x):
+        return self._conv_forward(x, self.weight * self.mask, self.bias)
+
+
+class ConvNotSubclass(nn.Module):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size, **conv_kwargs)
+        self.register_buffer("mask", mask_ok(kernel_size, mask_type))
+
+    def forward(self, x):
+        return F.conv2d(x, self.conv.weight * self.mask, self.conv.bias, padding=self.conv.padding)
+
+
+class ConvDropsKwargs(ConvOk):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, mask_type, padding=kernel_size // 2)
+
+
+def test_masked_conv_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_masked_conv2d, ConvOk, capsys)
+    assert _verdict(checks.check_masked_conv2d, ConvFunctional, capsys)
+
+
+def test_masked_conv_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((ConvMaskedOnceInInit, "the weight is not masked"), (ConvInPlace, "changed self.weight in place"),
+                       (ConvSwapped, "mask A and mask B are swapped"), (ConvTransposedMask, "the mask is transposed"),
+                       (ConvNotSubclass, "expected an nn.Conv2d subclass")):
+        out = _failure_output(checks.check_masked_conv2d, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+    out = _failure_output(checks.check_masked_conv2d, ConvDropsKwargs, capsys)
+    assert "✗ conv_kwargs passed on" in out, out
+    out = _failure_output(checks.check_masked_conv2d, ConvPlainAttribute, capsys)
+    assert "✗ inputs on another device" in out and "register_buffer" in out, out
+
+
+# ---------------------------------------------------------------------------------- bits_per_dim
+def bpd_ok(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x) / math.log(2)
+
+
+def bpd_logsigmoid(logits, x):
+    """Correct, written differently: log-sigmoids, log2 via a division, per-image sums."""
+    log_p = x * F.logsigmoid(logits) + (1 - x) * F.logsigmoid(-logits)
+    return -(log_p.flatten(1).sum(1) / x[0].numel()).mean() / math.log(2)
+
+
+def bpd_nats(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x)
+
+
+def bpd_per_image(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x, reduction="none").flatten(1).sum(1).mean() / math.log(2)
+
+
+def bpd_swapped(logits, x):
+    return F.binary_cross_entropy_with_logits(x, torch.sigmoid(logits)) / math.log(2)
+
+
+def bpd_sigmoid_twice(logits, x):
+    return F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x) / math.log(2)
+
+
+def bpd_unstable(logits, x):
+    p = torch.sigmoid(logits)
+    return -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).mean() / math.log(2)
+
+
+def bpd_item(logits, x):
+    return bpd_ok(logits, x).item()
+
+
+def bpd_cpu_constant(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x) / torch.log(torch.tensor([2.0], dtype=logits.dtype))
+
+
+def test_bits_per_dim_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_bits_per_dim, bpd_ok, capsys)
+    assert _verdict(checks.check_bits_per_dim, bpd_logsigmoid, capsys)
+
+
+def test_bits_per_dim_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((bpd_nats, "the value is in nats"), (bpd_per_image, "this is bits per image"),
+                       (bpd_swapped, "the arguments are swapped"), (bpd_sigmoid_twice, "went through a sigmoid"),
+                       (bpd_unstable, "sigmoid then log"), (bpd_item, "returned a Python float")):
+        out = _failure_output(checks.check_bits_per_dim, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+    out = _failure_output(checks.check_bits_per_dim, bpd_cpu_constant, capsys)
+    assert "✗ inputs on another device" in out, out
+
+
+# -------------------------------------------------------------------------------- AffineCoupling
+class CouplingOk(nn.Module):
+    def __init__(self, dim, hidden, mask):
+        super().__init__()
+        self.register_buffer("mask", mask.float())
+        self.net = nn.Sequential(nn.Linear(dim, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU(),
+                                 nn.Linear(hidden, 2 * dim))
+
+    def scale_shift(self, xm):
+        raw, shift = self.net(xm).chunk(2, dim=1)
+        return torch.tanh(raw) * (1 - self.mask), shift * (1 - self.mask)
+
+    def forward(self, x):
+        s, t = self.scale_shift(x * self.mask)
+        return x * torch.exp(s) + t, s.sum(1)
+
+    def inverse(self, z):
+        s, t = self.scale_shift(z * self.mask)
+        return (z - t) * torch.exp(-s)
+
+
+class CouplingIndexed(nn.Module):
+    """Correct, written differently: gather the two parts by index, separate s and t networks, a learned
+    scale factor on tanh, and a scatter back."""
+
+    def __init__(self, dim, hidden, mask):
+        super().__init__()
+        self.register_buffer("keep", mask.bool().nonzero().flatten())
+        self.register_buffer("change", (~mask.bool()).nonzero().flatten())
+        n_in, n_out = len(self.keep), len(self.change)
+        self.s_net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
+        self.t_net = nn.Sequential(nn.Linear(n_in, hidden), nn.Tanh(), nn.Linear(hidden, n_out))
+        self.scale = nn.Parameter(torch.ones(n_out))
+
+    def forward(self, x):
+        a, b = x[:, self.keep], x[:, self.change]
+        s = self.scale * torch.tanh(self.s_net(a))
+        z = x.clone()
+        z[:, self.change] = b * s.exp() + self.t_net(a)
+        return z, s.sum(-1)
+
+    def inverse(self, z):
+        a, b = z[:, self.keep], z[:, self.change]
+        s = self.scale * torch.tanh(self.s_net(a))
+        x = z.clone()
+        x[:, self.change] = (b - self.t_net(a)) * (-s).exp()
+        return x
+
+
+class CouplingSignFlipped(CouplingOk):
+    def forward(self, x):
+        z, log_det = super().forward(x)
+        return z, -log_det
+
+
+class CouplingUnmaskedLogDet(CouplingOk):
+    def forward(self, x):
+        raw, shift = self.net(x * self.mask).chunk(2, dim=1)
+        s = torch.tanh(raw)
+        return x * self.mask + (1 - self.mask) * (x * torch.exp(s) + shift), s.sum(1)   # log_det over every dim
+
+
+class CouplingSeesAll(CouplingOk):
+    def forward(self, x):
+        s, t = self.scale_shift(x)                                       # conditioner reads the whole x
+        return x * torch.exp(s) + t, s.sum(1)
+
+
+class CouplingFlippedMask(CouplingOk):
+    def __init__(self, dim, hidden, mask):
+        super().__init__(dim, hidden, 1 - mask.float())
+
+
+class CouplingWrongInverse(CouplingOk):
+    def inverse(self, z):
+        s, t = self.scale_shift(z * self.mask)
+        return z * torch.exp(-s) - t
+
+
+class CouplingBatchLogDet(CouplingOk):
+    def forward(self, x):
+        z, log_det = super().forward(x)
+        return z, log_det.sum()
+
+
+class CouplingUnbounded(CouplingOk):
+    def scale_shift(self, xm):
+        raw, shift = self.net(xm).chunk(2, dim=1)
+        return raw * (1 - self.mask), shift * (1 - self.mask)
+
+
+class CouplingPlainMask(CouplingOk):
+    def __init__(self, dim, hidden, mask):
+        super().__init__(dim, hidden, mask)
+        del self.mask
+        self.mask = mask.float()                                          # not a buffer: stays on the CPU
+
+
+def test_affine_coupling_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_affine_coupling, CouplingOk, capsys)
+    assert _verdict(checks.check_affine_coupling, CouplingIndexed, capsys)
+
+
+def test_affine_coupling_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((CouplingSignFlipped, "the sign is flipped"),
+                       (CouplingUnmaskedLogDet, "transformed dimensions only"),
+                       (CouplingSeesAll, "computed from the pass-through part x * mask only"),
+                       (CouplingFlippedMask, "it is the other way round"),
+                       (CouplingWrongInverse, "undo the steps in reverse order"),
+                       (CouplingBatchLogDet, "log_det shape: expected"),
+                       (CouplingUnbounded, "the log-scale is unbounded")):
+        out = _failure_output(checks.check_affine_coupling, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+    out = _failure_output(checks.check_affine_coupling, CouplingPlainMask, capsys)
+    assert "✗ inputs on another device" in out and "register_buffer" in out, out
+
+
+# -------------------------------------------------------------------------------- never crash
+def test_stubs_and_bad_input_are_reported_without_raising(capsys):
+    def stub(*args):
+        raise NotImplementedError()
+
+    class StubModule(nn.Module):
+        def __init__(self, *args, **kwargs):
+            super().__init__()
+            raise NotImplementedError()
+
+    for check, fn in ((checks.check_causal_mask, stub), (checks.check_bits_per_dim, stub),
+                      (checks.check_masked_conv2d, StubModule), (checks.check_affine_coupling, StubModule)):
+        assert not check(fn)
+        assert "not implemented yet" in capsys.readouterr().out
+    for check in (checks.check_causal_mask, checks.check_bits_per_dim, checks.check_masked_conv2d,
+                  checks.check_affine_coupling):
+        assert not check(None)
+        assert not check(lambda *a, **k: "nonsense")
+        assert not check(lambda *a, **k: torch.zeros(3))
+        capsys.readouterr()
