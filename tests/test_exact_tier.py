@@ -189,6 +189,16 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
              ["flow_mmd2", "flow_mmd2_ratio_to_floor", "flow_mmd2_normalised"]),
         54: RESULTS,
     },
+    "19_policy_gradients_control": {
+        18: ("REINFORCE vs exact gradient on the small MDP: relative errors, variance ratio (sampled)",
+             ["mdp_rel_error_100k", "mdp_rel_error_mean_of_400x100", "mdp_variance_ratio"]),
+        28: ("REINFORCE + baseline and actor-critic on CartPole, 3 seeds each: best/last 20-episode means, greedy",
+             ["cartpole_best_ma20", "cartpole_last20", "cartpole_greedy_mean20", "cartpole_median_best_ma20"]),
+        36: ("world model one-step RMSE after training", ["world_model_rmse"]),
+        42: ("MPC on the unicycle: success rate and median final distance per planner",
+             ["mpc_success", "mpc_median_final_distance"]),
+        47: RESULTS,
+    },
 }
 
 

@@ -87,6 +87,7 @@ HEADLINES = {
     "16_self_supervised_ebm": ("probe_gain_over_random", ">=", 0.15),
     "17_vision_transformers": ("vit_large_test_acc", ">=", 0.77),
     "18_likelihood_models": ("pixelcnn_gain_bpd", ">=", 0.10),
+    "19_policy_gradients_control": ("cartpole_median_best_ma20", ">=", 150),
 }
 
 

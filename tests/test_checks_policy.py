@@ -1,0 +1,362 @@
+"""The policy-gradient and planning checks accept correct code written differently and reject typical mistakes."""
+
+from __future__ import annotations
+
+import re
+
+import torch
+
+from utils.checks import policy as checks
+
+
+def _verdict(check, fn, capsys) -> bool:
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def _failure_output(check, fn, capsys) -> str:
+    assert not check(fn)
+    return capsys.readouterr().out
+
+
+# ------------------------------------------------------------------------------------ discounted_returns
+def returns_loop(rewards, gamma):
+    G = torch.zeros_like(rewards)
+    run = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        run = rewards[..., t] + gamma * run
+        G[..., t] = run
+    return G
+
+
+def returns_matrix(rewards, gamma):
+    """Correct, written differently: one matrix product with the discounts gamma^(k - t) for k >= t."""
+    T = rewards.shape[-1]
+    t = torch.arange(T, device=rewards.device)
+    power = (t[None, :] - t[:, None]).clamp(min=0).to(rewards.dtype)          # (t, k): k - t
+    discount = torch.where(t[None, :] >= t[:, None], torch.full_like(power, gamma) ** power, torch.zeros_like(power))
+    return rewards @ discount.T
+
+
+def returns_forward(rewards, gamma):
+    G = torch.zeros_like(rewards)
+    run = torch.zeros_like(rewards[..., 0])
+    for t in range(rewards.shape[-1]):
+        run = rewards[..., t] + gamma * run
+        G[..., t] = run
+    return G
+
+
+def returns_reversed(rewards, gamma):
+    return returns_loop(rewards, gamma).flip(-1)
+
+
+def returns_total(rewards, gamma):
+    G = returns_loop(rewards, gamma)
+    return G[..., :1].expand_as(G).clone()
+
+
+def returns_extra_gamma(rewards, gamma):
+    G = torch.zeros_like(rewards)
+    run = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        run = gamma * (rewards[..., t] + run)
+        G[..., t] = run
+    return G
+
+
+def returns_no_discount(rewards, gamma):
+    return rewards.flip(-1).cumsum(-1).flip(-1)
+
+
+def returns_axis0(rewards, gamma):
+    if rewards.dim() == 1:
+        return returns_loop(rewards, gamma)
+    return returns_loop(rewards.T.contiguous(), gamma).T
+
+
+def returns_in_place(rewards, gamma):
+    for t in reversed(range(rewards.shape[-1] - 1)):
+        rewards[..., t] += gamma * rewards[..., t + 1]
+    return rewards
+
+
+def returns_cpu(rewards, gamma):
+    G = torch.zeros(rewards.shape, dtype=rewards.dtype)                        # on the CPU
+    run = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        run = rewards[..., t] + gamma * run
+        G[..., t] = run
+    return G
+
+
+def returns_numpy(rewards, gamma):
+    import numpy as np
+
+    r = rewards.numpy()
+    G = np.zeros_like(r)
+    run = 0.0
+    for t in reversed(range(r.shape[-1])):
+        run = r[..., t] + gamma * run
+        G[..., t] = run
+    return G
+
+
+def test_discounted_returns_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_discounted_returns, returns_loop, capsys)
+    assert _verdict(checks.check_discounted_returns, returns_matrix, capsys)
+    assert _verdict(checks.check_discounted_returns, checks.reference_discounted_returns, capsys)
+
+
+def test_discounted_returns_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((returns_forward, "accumulated from the start"), (returns_reversed, "reverse order"),
+                       (returns_total, "return of the whole episode"), (returns_extra_gamma, "discounted once too often"),
+                       (returns_no_discount, "the discount is missing"), (returns_axis0, "time is the last axis"),
+                       (returns_in_place, "modified in place"), (returns_numpy, "expected a torch.Tensor")):
+        out = _failure_output(checks.check_discounted_returns, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+        assert "hint:" in out and "solution:" not in out
+    checks.check_discounted_returns(returns_forward, show_solution=True)
+    assert "solution: G = torch.zeros_like(rewards)" in capsys.readouterr().out
+
+
+def test_discounted_returns_device_probe(capsys):
+    out = _failure_output(checks.check_discounted_returns, returns_cpu, capsys)
+    assert "✗ inputs on another device" in out, out
+
+
+# ------------------------------------------------------------------------------------ reinforce_loss
+def loss_ok(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline.detach() if torch.is_tensor(baseline) else baseline)
+    terms = log_probs * adv
+    return -(terms.flatten(1).sum(1) if terms.dim() > 1 else terms).mean()
+
+
+def loss_einsum(log_probs, returns, baseline=None):
+    """Correct, written differently: a reshape to (N, -1) and a dot product per episode."""
+    with torch.no_grad():
+        adv = returns - baseline if baseline is not None else returns.clone()
+        adv = adv.expand_as(log_probs)
+    N = log_probs.shape[0]
+    return -torch.einsum("nt,nt->", log_probs.reshape(N, -1), adv.reshape(N, -1)) / N
+
+
+def loss_sign(log_probs, returns, baseline=None):
+    return -loss_ok(log_probs, returns, baseline)
+
+
+def loss_ignores_baseline(log_probs, returns, baseline=None):
+    return loss_ok(log_probs, returns)
+
+
+def loss_adds_baseline(log_probs, returns, baseline=None):
+    return loss_ok(log_probs, returns, None if baseline is None else -baseline)
+
+
+def loss_mean_all(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline.detach())
+    return -(log_probs * adv).mean()
+
+
+def loss_sum_episodes(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline.detach())
+    return -(log_probs * adv).sum()
+
+
+def loss_baseline_grad(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline)
+    terms = log_probs * adv
+    return -(terms.flatten(1).sum(1) if terms.dim() > 1 else terms).mean()
+
+
+def loss_returns_grad(log_probs, returns, baseline=None):
+    adv = returns - (0 if baseline is None else baseline.detach())
+    terms = log_probs * adv
+    return -(terms.flatten(1).sum(1) if terms.dim() > 1 else terms).mean()
+
+
+def loss_per_episode(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline.detach())
+    terms = log_probs * adv
+    return -(terms.flatten(1).sum(1) if terms.dim() > 1 else terms)
+
+
+def loss_detached(log_probs, returns, baseline=None):
+    return loss_ok(log_probs.detach(), returns, baseline)
+
+
+def loss_cpu(log_probs, returns, baseline=None):
+    per_episode = torch.zeros(log_probs.shape[0], dtype=log_probs.dtype)          # on the CPU
+    adv = returns.detach() - (0 if baseline is None else baseline.detach())
+    per_episode = per_episode + (log_probs * adv).reshape(log_probs.shape[0], -1).sum(1)
+    return -per_episode.mean()
+
+
+def test_reinforce_loss_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_reinforce_loss, loss_ok, capsys)
+    assert _verdict(checks.check_reinforce_loss, loss_einsum, capsys)
+    assert _verdict(checks.check_reinforce_loss, checks.reference_reinforce_loss, capsys)
+
+
+def test_reinforce_loss_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((loss_sign, "the sign is flipped"), (loss_ignores_baseline, "the baseline was ignored"),
+                       (loss_adds_baseline, "the baseline was added"),
+                       (loss_mean_all, "averaged over all (episode, step) entries"),
+                       (loss_sum_episodes, "you summed over the episodes"),
+                       (loss_baseline_grad, "gradient flows into the baseline"),
+                       (loss_returns_grad, "gradient flows into the returns"),
+                       (loss_per_episode, "return one number"), (loss_detached, "carries no gradient")):
+        out = _failure_output(checks.check_reinforce_loss, wrong, capsys)
+        assert why in out, (wrong.__name__, out)
+        assert "hint:" in out and "solution:" not in out
+
+
+def test_reinforce_loss_device_probe(capsys):
+    out = _failure_output(checks.check_reinforce_loss, loss_cpu, capsys)
+    assert "✗ inputs on another device" in out, out
+
+
+# ------------------------------------------------------------------------------------ plan_actions
+def plan_ok(model, x0, cost, horizon, steps, lr, actions=None):
+    if actions is None:
+        actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    actions = actions.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([actions], lr=lr)
+    for _ in range(steps):
+        x, states = x0, []
+        for t in range(horizon):
+            x = model(x, actions[:, t])
+            states.append(x)
+        loss = cost(torch.stack(states, 1), actions).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return actions.detach()
+
+
+def plan_manual_adam(model, x0, cost, horizon, steps, lr, actions=None, betas=(0.9, 0.999), eps=1e-8):
+    """Correct, written differently: torch.autograd.grad and Adam's update written out."""
+    a = x0.new_zeros(x0.shape[0], horizon, model.action_dim) if actions is None else actions.clone()
+    m, v = torch.zeros_like(a), torch.zeros_like(a)
+    for k in range(1, steps + 1):
+        a.requires_grad_(True)
+        x, total = x0, 0
+        states = []
+        for t in range(horizon):
+            x = model(x, a[:, t])
+            states.append(x)
+        total = cost(torch.stack(states, 1), a).sum()
+        g, = torch.autograd.grad(total, a)
+        with torch.no_grad():
+            m = betas[0] * m + (1 - betas[0]) * g
+            v = betas[1] * v + (1 - betas[1]) * g * g
+            m_hat, v_hat = m / (1 - betas[0] ** k), v / (1 - betas[1] ** k)
+            a = a - lr * m_hat / (v_hat.sqrt() + eps)
+    return a.detach()
+
+
+def _plan_variant(**kwargs):
+    def plan(model, x0, cost, horizon, steps, lr, actions=None):
+        return checks.reference_plan_actions(model, x0, cost, horizon, steps, lr, actions, **kwargs)
+    return plan
+
+
+def plan_model_params_too(model, x0, cost, horizon, steps, lr, actions=None):
+    if actions is None:
+        actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    actions = actions.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([actions, *model.parameters()], lr=lr)
+    for _ in range(steps):
+        x, states = x0, []
+        for t in range(horizon):
+            x = model(x, actions[:, t])
+            states.append(x)
+        loss = cost(torch.stack(states, 1), actions).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return actions.detach()
+
+
+def plan_returns_grad(model, x0, cost, horizon, steps, lr, actions=None):
+    return plan_ok(model, x0, cost, horizon, steps, lr, actions).requires_grad_(True)
+
+
+def plan_in_place(model, x0, cost, horizon, steps, lr, actions=None):
+    if actions is None:
+        actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    actions.requires_grad_(True)                                                  # optimizes the caller's tensor
+    opt = torch.optim.Adam([actions], lr=lr)
+    for _ in range(steps):
+        x, states = x0, []
+        for t in range(horizon):
+            x = model(x, actions[:, t])
+            states.append(x)
+        loss = cost(torch.stack(states, 1), actions).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return actions.detach().clone()
+
+
+def plan_includes_x0(model, x0, cost, horizon, steps, lr, actions=None):
+    if actions is None:
+        actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    actions = actions.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([actions], lr=lr)
+    for _ in range(steps):
+        x, states = x0, [x0]
+        for t in range(horizon):
+            x = model(x, actions[:, t])
+            states.append(x)
+        loss = cost(torch.stack(states, 1), actions).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return actions.detach()
+
+
+def plan_cpu(model, x0, cost, horizon, steps, lr, actions=None):
+    actions = torch.zeros(x0.shape[0], horizon, model.action_dim, dtype=x0.dtype)   # on the CPU
+    return plan_ok(model, x0, cost, horizon, steps, lr, actions)
+
+
+def test_plan_actions_accepts_correct_versions(capsys):
+    assert _verdict(checks.check_plan_actions, plan_ok, capsys)
+    assert _verdict(checks.check_plan_actions, plan_manual_adam, capsys)
+    assert _verdict(checks.check_plan_actions, checks.reference_plan_actions, capsys)
+
+
+def test_plan_actions_rejects_mistakes_with_their_message(capsys):
+    for wrong, why in ((_plan_variant(detach_states=True), "the rollout was cut"),
+                       (_plan_variant(zero_grad=False), "call optimizer.zero_grad()"),
+                       (_plan_variant(optimizer="sgd"), "use torch.optim.Adam"),
+                       (plan_model_params_too, "the model's parameters changed"),
+                       (plan_returns_grad, "return actions.detach()"),
+                       (plan_in_place, "modified in place"),
+                       (plan_includes_x0, "cost received states of shape")):
+        out = _failure_output(checks.check_plan_actions, wrong, capsys)
+        assert why in out, (getattr(wrong, "__name__", wrong), out)
+        assert "hint:" in out and "solution:" not in out
+    checks.check_plan_actions(plan_includes_x0, show_solution=True)
+    assert "solution: a = (actions" in capsys.readouterr().out
+
+
+def test_plan_actions_device_probe(capsys):
+    out = _failure_output(checks.check_plan_actions, plan_cpu, capsys)
+    assert "✗ inputs on another device" in out, out
+
+
+# ------------------------------------------------------------------------------------ robustness
+def test_stubs_and_bad_functions_are_reported_without_raising(capsys):
+    def stub(*args, **kwargs):
+        raise NotImplementedError()
+
+    for check in (checks.check_discounted_returns, checks.check_reinforce_loss, checks.check_plan_actions):
+        assert not check(stub)
+        assert "not implemented yet" in capsys.readouterr().out
+        for bad in (lambda *a, **k: None, lambda *a, **k: 1 / 0, lambda *a, **k: "text", 42):
+            assert not check(bad)
+            capsys.readouterr()
