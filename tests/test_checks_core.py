@@ -405,3 +405,31 @@ def test_device_probe_note_names_the_cause(monkeypatch, capsys):
 
     line = _probe_note(uses_unique, x, monkeypatch=monkeypatch, capsys=capsys)
     assert "undecided here: your code uses an operation (aten::_unique2) the stand-in cannot run" in line
+
+
+def test_device_probe_of_a_function_returning_none_is_not_ticked(capsys):
+    """A stub with a missing `return` passed the probe and was counted (lab 19 review, 15)."""
+    from utils.checks import device_case
+
+    def forgot_return(x):
+        x * 2
+
+    ok = run_check("forgot return", forgot_return, [
+        Case("doubles", args=(torch.ones(3),), expected=torch.full((3,), 2.0)),
+        device_case(torch.ones(3)),
+    ])
+    out = capsys.readouterr().out
+    assert not ok
+    assert "returned None" in out and "0 of 2 cases passed (1 not decided)" in out, out
+
+
+def test_summary_counts_undecided_cases_apart(capsys):
+    from utils.checks.core import Skipped
+
+    ok = run_check("one undecided", lambda: None, [
+        Case("fails", test=lambda fn: "wrong"),
+        Case("undecided", test=lambda fn: Skipped("not decided here")),
+        Case("passes", test=lambda fn: None),
+    ])
+    out = capsys.readouterr().out
+    assert not ok and "1 of 3 cases passed (1 not decided)" in out, out

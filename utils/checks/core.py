@@ -483,6 +483,9 @@ def device_case(*args, run: Callable | None = None, inputs: Callable | None = No
             if device.type == "meta":            # no data here: any other error is not a device error
                 return _undecided(named["name"], exc, data_note)
             return f"with its inputs on {_where(device)} it {_describe(exc)}"
+        if out is None:
+            return Skipped("not decided here: your function returned None (a missing `return`?); "
+                           "see the cases above")
         for path, tensor in _tensors_in(out):
             if tensor.device.type != device.type:
                 return (f"{path} is on {tensor.device.type} while the inputs are on {_where(device)}: "
