@@ -77,6 +77,21 @@ def returns_axis0(rewards, gamma):
     return returns_loop(rewards.T.contiguous(), gamma).T
 
 
+def returns_without_r_t(rewards, gamma):
+    """Off by one: G_t = gamma * G_(t+1), the reward of step t itself left out."""
+    return returns_loop(rewards, gamma) - rewards
+
+
+def returns_stored_before_update(rewards, gamma):
+    """Off by one: the running sum is stored before r_t is added, so G[t] holds G_(t+1)."""
+    G = torch.zeros_like(rewards)
+    run = torch.zeros_like(rewards[..., 0])
+    for t in reversed(range(rewards.shape[-1])):
+        G[..., t] = run
+        run = rewards[..., t] + gamma * run
+    return G
+
+
 def returns_in_place(rewards, gamma):
     for t in reversed(range(rewards.shape[-1] - 1)):
         rewards[..., t] += gamma * rewards[..., t + 1]
@@ -114,7 +129,8 @@ def test_discounted_returns_rejects_mistakes_with_their_message(capsys):
     for wrong, why in ((returns_forward, "accumulated from the start"), (returns_reversed, "reverse order"),
                        (returns_total, "return of the whole episode"), (returns_extra_gamma, "discounted once too often"),
                        (returns_no_discount, "the discount is missing"), (returns_axis0, "time is the last axis"),
-                       (returns_in_place, "modified in place"), (returns_numpy, "expected a torch.Tensor")):
+                       (returns_in_place, "modified in place"), (returns_numpy, "expected a torch.Tensor"),
+                       (returns_without_r_t, "leaves out r_t"), (returns_stored_before_update, "your G_t is G_(t+1)")):
         out = _failure_output(checks.check_discounted_returns, wrong, capsys)
         assert why in out, (wrong.__name__, out)
         assert "hint:" in out and "solution:" not in out
@@ -187,6 +203,13 @@ def loss_detached(log_probs, returns, baseline=None):
     return loss_ok(log_probs.detach(), returns, baseline)
 
 
+def loss_detach_any_baseline(log_probs, returns, baseline=None):
+    """Correct for tensors, but calls .detach() on any baseline: a plain Python number has none."""
+    adv = returns.detach() - (0 if baseline is None else baseline.detach())
+    terms = log_probs * adv
+    return -(terms.flatten(1).sum(1) if terms.dim() > 1 else terms).mean()
+
+
 def loss_cpu(log_probs, returns, baseline=None):
     per_episode = torch.zeros(log_probs.shape[0], dtype=log_probs.dtype)          # on the CPU
     adv = returns.detach() - (0 if baseline is None else baseline.detach())
@@ -207,7 +230,8 @@ def test_reinforce_loss_rejects_mistakes_with_their_message(capsys):
                        (loss_sum_episodes, "you summed over the episodes"),
                        (loss_baseline_grad, "gradient flows into the baseline"),
                        (loss_returns_grad, "gradient flows into the returns"),
-                       (loss_per_episode, "return one number"), (loss_detached, "carries no gradient")):
+                       (loss_per_episode, "return one number"), (loss_detached, "carries no gradient"),
+                       (loss_detach_any_baseline, "a plain Python number (b = 1.5), which has no .detach()")):
         out = _failure_output(checks.check_reinforce_loss, wrong, capsys)
         assert why in out, (wrong.__name__, out)
         assert "hint:" in out and "solution:" not in out
@@ -219,26 +243,44 @@ def test_reinforce_loss_device_probe(capsys):
 
 
 # ------------------------------------------------------------------------------------ plan_actions
-def plan_ok(model, x0, cost, horizon, steps, lr, actions=None):
+def plan_ok(model, x0, cost, horizon, steps, lr, actions=None, *, reduce="sum", no_grad=False, check_horizon=True):
     if actions is None:
         actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    if check_horizon and actions.shape[1] != horizon:
+        raise ValueError(f"actions: expected {horizon} steps, got {actions.shape[1]}")
     actions = actions.detach().clone().requires_grad_(True)
     opt = torch.optim.Adam([actions], lr=lr)
     for _ in range(steps):
         x, states = x0, []
-        for t in range(horizon):
-            x = model(x, actions[:, t])
-            states.append(x)
-        loss = cost(torch.stack(states, 1), actions).sum()
+        with torch.set_grad_enabled(not no_grad):
+            for t in range(horizon):
+                x = model(x, actions[:, t])
+                states.append(x)
+        per_start = cost(torch.stack(states, 1), actions)                           # (B,)
+        loss = per_start.mean() if reduce == "mean" else per_start.sum()
         opt.zero_grad()
         loss.backward()
         opt.step()
     return actions.detach()
 
 
+def plan_mean(model, x0, cost, horizon, steps, lr, actions=None):
+    return plan_ok(model, x0, cost, horizon, steps, lr, actions, reduce="mean")
+
+
+def plan_no_grad_rollout(model, x0, cost, horizon, steps, lr, actions=None):
+    return plan_ok(model, x0, cost, horizon, steps, lr, actions, no_grad=True)
+
+
+def plan_no_horizon_check(model, x0, cost, horizon, steps, lr, actions=None):
+    return plan_ok(model, x0, cost, horizon, steps, lr, actions, check_horizon=False)
+
+
 def plan_manual_adam(model, x0, cost, horizon, steps, lr, actions=None, betas=(0.9, 0.999), eps=1e-8):
     """Correct, written differently: torch.autograd.grad and Adam's update written out."""
     a = x0.new_zeros(x0.shape[0], horizon, model.action_dim) if actions is None else actions.clone()
+    if a.shape[1] != horizon:
+        raise ValueError(f"a plan of {a.shape[1]} steps for horizon {horizon}")
     m, v = torch.zeros_like(a), torch.zeros_like(a)
     for k in range(1, steps + 1):
         a.requires_grad_(True)
@@ -336,7 +378,10 @@ def test_plan_actions_rejects_mistakes_with_their_message(capsys):
                        (plan_model_params_too, "the model's parameters changed"),
                        (plan_returns_grad, "return actions.detach()"),
                        (plan_in_place, "modified in place"),
-                       (plan_includes_x0, "cost received states of shape")):
+                       (plan_includes_x0, "cost received states of shape"),
+                       (plan_mean, "sum the per-start costs"),
+                       (plan_no_grad_rollout, "the rollout carries no gradient"),
+                       (plan_no_horizon_check, "raise a ValueError")):
         out = _failure_output(checks.check_plan_actions, wrong, capsys)
         assert why in out, (getattr(wrong, "__name__", wrong), out)
         assert "hint:" in out and "solution:" not in out

@@ -190,13 +190,13 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         54: RESULTS,
     },
     "19_policy_gradients_control": {
-        18: ("REINFORCE vs exact gradient on the small MDP: relative errors, variance ratio (sampled)",
-             ["mdp_rel_error_100k", "mdp_rel_error_mean_of_400x100", "mdp_variance_ratio"]),
+        18: ("REINFORCE vs exact gradient on the small MDP: relative errors, variance and std ratios (sampled)",
+             ["mdp_rel_error_100k", "mdp_rel_error_mean_of_400x100", "mdp_variance_ratio", "mdp_component_std_ratio"]),
         28: ("REINFORCE + baseline and actor-critic on CartPole, 3 seeds each: best/last 20-episode means, greedy",
              ["cartpole_best_ma20", "cartpole_last20", "cartpole_greedy_mean20", "cartpole_median_best_ma20"]),
         36: ("world model one-step RMSE after training", ["world_model_rmse"]),
-        42: ("MPC on the unicycle: success rate and median final distance per planner",
-             ["mpc_success", "mpc_median_final_distance"]),
+        42: ("MPC on the unicycle: success, median final distance, shooting with 60 samples, actions outside the training box",
+             ["mpc_success", "mpc_median_final_distance", "mpc_success_shooting_60", "mpc_actions_outside_training_box"]),
         47: RESULTS,
     },
 }

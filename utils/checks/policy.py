@@ -48,6 +48,11 @@ def _return_mistakes(rewards, gamma):
         (gamma * ref, "every return is discounted once too often: the first reward counts fully, "
                       "G_t = r_t + gamma * G_(t+1), not gamma * (r_t + G_(t+1))"),
         (rewards.flip(-1).cumsum(-1).flip(-1), "the discount is missing: G_t = r_t + gamma * G_(t+1)"),
+        (ref - rewards, "off by one: your G_t leaves out r_t (it is gamma * G_(t+1)); the return-to-go from step t "
+                        "starts with the reward of step t itself, G_t = r_t + gamma * G_(t+1)"),
+        (torch.cat([ref[..., 1:], torch.zeros_like(ref[..., :1])], -1),
+         "off by one: your G_t is G_(t+1), the return from the next step on (you stored the running sum before "
+         "adding r_t); update first, then store: run = r_t + gamma * run; G[..., t] = run"),
     )
 
 
@@ -115,13 +120,18 @@ def reference_reinforce_loss(log_probs, returns, baseline=None):
 
     log_probs, returns: (N,) or (N, T); baseline: None or broadcastable to returns. Returns a 0-d tensor.
     """
-    advantage = returns.detach()
-    if baseline is not None:
-        advantage = advantage - (baseline.detach() if hasattr(baseline, "detach") else baseline)
+    advantage = returns.detach() - _constant(baseline)
     terms = log_probs * advantage
     if terms.dim() > 1:
         terms = terms.flatten(1).sum(1)
     return -terms.mean()
+
+
+def _constant(baseline):
+    """The baseline as a constant: 0 for None, a detached tensor, or the plain number itself."""
+    if baseline is None:
+        return 0
+    return baseline.detach() if hasattr(baseline, "detach") else baseline
 
 
 def _loss_inputs(seed, shape, baseline_kind):
@@ -135,6 +145,8 @@ def _loss_inputs(seed, shape, baseline_kind):
     baseline = None
     if baseline_kind == "scalar":
         baseline = torch.tensor(1.5, dtype=torch.float64)
+    elif baseline_kind == "float":                   # a plain Python number: it has no .detach()
+        baseline = 1.5
     elif baseline_kind == "tensor":
         baseline = torch.randn(*shape, generator=g, dtype=torch.float64)
     elif baseline_kind == "learned":                 # a critic's output: it requires grad
@@ -156,7 +168,13 @@ def _reinforce_case(seed, shape, baseline_kind=None, returns_grad=False):
         want = reference_reinforce_loss(_log_probs(theta, actions), returns, baseline)
         want_grad, = torch.autograd.grad(want, theta)
         args = (_log_probs(theta, actions), returns) + (() if baseline is None else (baseline,))
-        got = fn(*args)
+        try:
+            got = fn(*args)
+        except AttributeError as exc:
+            if not isinstance(baseline, float) or "detach" not in str(exc):
+                raise
+            return ("the baseline here is a plain Python number (b = 1.5), which has no .detach(): detach only a "
+                    "tensor (torch.is_tensor(baseline)); a number is a constant already")
         msg = compare_values(want.detach(), got, atol=1e-10, rtol=1e-8)
         if msg is not None:
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
@@ -164,14 +182,14 @@ def _reinforce_case(seed, shape, baseline_kind=None, returns_grad=False):
                     msg += " (return one number: average over the episodes, not a loss per episode or per step)"
                 return msg
             g, w = got.detach().item(), want.detach().item()
-            adv = returns.detach() if baseline is None else returns.detach() - baseline.detach()
+            adv = returns.detach() - _constant(baseline)
             lp = _log_probs(theta, actions).detach()
             diagnoses = [
                 (-w, "the sign is flipped: the loss is MINUS the mean of log pi * (G - b), so that gradient "
                      "descent on it climbs the expected return"),
                 ((lp * returns.detach()).flatten(1).sum(1).mean().neg().item() if lp.dim() > 1 else
                  -(lp * returns.detach()).mean().item(), "the baseline was ignored: use returns - baseline"),
-                (-(lp * (returns.detach() + (0 if baseline is None else baseline.detach()))).reshape(len(lp), -1)
+                (-(lp * (returns.detach() + _constant(baseline))).reshape(len(lp), -1)
                  .sum(1).mean().item(), "the baseline was added: subtract it, G_t - b_t"),
                 (-(lp * adv).mean().item(), "you averaged over all (episode, step) entries: sum over the steps of "
                                             "an episode, then average over the episodes"),
@@ -212,6 +230,8 @@ def check_reinforce_loss(reinforce_loss: Callable) -> bool:
         Case("N = 5 episodes of T = 4 steps (N, T): sum over steps, mean over episodes",
              test=_reinforce_case(1, (5, 4))),
         Case("(N, T) with a constant baseline b = 1.5", test=_reinforce_case(2, (5, 4), "scalar")),
+        Case("(N, T) with a plain Python number as the baseline, b = 1.5 (a float, not a tensor)",
+             test=_reinforce_case(8, (4, 3), "float")),
         Case("(N, T) with a baseline per entry", test=_reinforce_case(3, (3, 6), "tensor")),
         Case("a learned baseline (a critic's output, requires grad): no gradient may reach it",
              test=_reinforce_case(4, (4, 5), "learned")),
@@ -223,9 +243,9 @@ def check_reinforce_loss(reinforce_loss: Callable) -> bool:
         "reinforce_loss(log_probs, returns, baseline)", reinforce_loss, cases,
         hint="the gradient of -mean_n sum_t log pi(a_t | s_t) * (G_t - b_t) is minus the REINFORCE estimate of "
              "grad J; the returns and the baseline are numbers here, not functions of the policy",
-        solution="adv = returns.detach() - (0 if baseline is None else baseline.detach()) (a plain number needs "
-                 "no detach); terms = log_probs * adv; if terms.dim() > 1: terms = terms.flatten(1).sum(1); "
-                 "return -terms.mean()",
+        solution="adv = returns.detach() - (0 if baseline is None else baseline.detach() if "
+                 "torch.is_tensor(baseline) else baseline); terms = log_probs * adv; if terms.dim() > 1: "
+                 "terms = terms.flatten(1).sum(1); return -terms.mean()",
     )
 
 
@@ -241,7 +261,8 @@ def _rollout(model, x0, actions):
 
 
 def reference_plan_actions(model, x0, cost, horizon: int, steps: int, lr: float, actions=None, *,
-                           detach_states=False, zero_grad=True, optimizer="adam"):
+                           detach_states=False, zero_grad=True, optimizer="adam", reduce="sum",
+                           no_grad_rollout=False):
     """Gradient-based MPC: Adam on the action sequence, through the unrolled model.
 
     Args:
@@ -249,23 +270,32 @@ def reference_plan_actions(model, x0, cost, horizon: int, steps: int, lr: float,
         x0: (B, S) start states. cost: ``cost(states (B, H, S), actions (B, H, A)) -> (B,)``.
         horizon, steps, lr: plan length, number of Adam steps, learning rate.
         actions: optional initial guess (B, H, A); zeros when None (not modified).
-        detach_states, zero_grad, optimizer: only for the check's typical mistakes.
+        detach_states, zero_grad, optimizer, reduce, no_grad_rollout: only for the check's typical mistakes.
 
     Returns:
         Tensor (B, H, A): the optimized actions, detached.
+
+    Raises:
+        ValueError: if ``actions`` is given with a number of steps other than ``horizon``.
     """
+    import contextlib
+
     import torch
 
     if actions is None:
         actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    if actions.shape[1] != horizon:
+        raise ValueError(f"actions: expected {horizon} steps (horizon), got shape {tuple(actions.shape)}")
     actions = actions.detach().clone().requires_grad_(True)
     opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([actions], lr=lr)
     for _ in range(steps):
         x, states = x0, []
-        for t in range(horizon):
-            x = model(x.detach() if detach_states else x, actions[:, t])
-            states.append(x)
-        loss = cost(torch.stack(states, 1), actions).sum()
+        with torch.no_grad() if no_grad_rollout else contextlib.nullcontext():
+            for t in range(horizon):
+                x = model(x.detach() if detach_states else x, actions[:, t])
+                states.append(x)
+        per_start = cost(torch.stack(states, 1), actions)
+        loss = per_start.mean() if reduce == "mean" else per_start.sum()
         if zero_grad:
             opt.zero_grad()
         loss.backward()
@@ -325,6 +355,32 @@ def _final_cost(states, actions):
     return ((states[:, -1] - 1.0) ** 2).sum(-1)
 
 
+NO_GRAD_ROLLOUT = ("the rollout carries no gradient: the predicted states were computed under torch.no_grad() "
+                   "(or detached), so the cost cannot be backpropagated to the actions through the model; unroll "
+                   "the model with autograd on, it is the path backprop through time follows")
+
+
+def _horizon_case():
+    """``actions`` with a number of steps other than ``horizon`` must raise a ValueError."""
+    def test(fn):
+        import torch
+
+        x0 = torch.tensor([[1.0, -1.0], [0.5, 0.5]], dtype=torch.float64)
+        for steps_given in (6, 2):
+            actions = torch.zeros(2, steps_given, 2, dtype=torch.float64)
+            try:
+                fn(_integrator(), x0, _position_cost, 4, 2, 0.1, actions)
+            except ValueError:
+                continue
+            except Exception as exc:  # noqa: BLE001 - reported as the wrong kind of error
+                return (f"actions with {steps_given} steps for horizon 4 raised {type(exc).__name__}: check "
+                        "actions.shape[1] == horizon first and raise a ValueError that names both")
+            return (f"actions with {steps_given} steps for horizon 4 were accepted: raise a ValueError "
+                    "(a plan of the wrong length would be silently cut or fail deep inside the rollout)")
+        return None
+    return test
+
+
 def _plan_case(model_fn, x0, cost, horizon, steps, lr, init=None):
     def test(fn):
         import torch
@@ -334,18 +390,33 @@ def _plan_case(model_fn, x0, cost, horizon, steps, lr, init=None):
         seen = {}
 
         def spy(states, actions):
-            seen.setdefault("shape", tuple(states.shape))
-            return cost(states, actions)
+            out = cost(states, actions)
+            if "shape" not in seen:                   # the first rollout: its shape, and whether it is differentiable
+                seen["shape"], seen["states_grad"] = tuple(states.shape), states.requires_grad
+                if out.requires_grad:                 # d loss / d cost: ones for a sum, 1 / B for a mean
+                    out.register_hook(lambda g: seen.setdefault("cost_grad", g.detach().clone()))
+            return out
 
         init_copy = None if init is None else init.clone()
         want = reference_plan_actions(model_fn(), x0, cost, horizon, steps, lr,
                                       None if init is None else init.clone())
-        got = fn(model, x0.clone(), spy, horizon, steps, lr) if init is None else \
-            fn(model, x0.clone(), spy, horizon, steps, lr, init_copy)
+        try:
+            got = fn(model, x0.clone(), spy, horizon, steps, lr) if init is None else \
+                fn(model, x0.clone(), spy, horizon, steps, lr, init_copy)
+        except RuntimeError:
+            if seen.get("states_grad") is False:
+                return NO_GRAD_ROLLOUT
+            raise
         B, S = x0.shape
         if seen.get("shape") not in (None, (B, horizon, S)):
             return (f"cost received states of shape {seen['shape']}: pass the {horizon} predicted states "
                     f"x_1..x_H as (B, H, S) = {(B, horizon, S)} (not x_0, and time on axis 1)")
+        weight = seen.get("cost_grad")
+        if B > 1 and weight is not None and torch.allclose(weight, torch.full_like(weight, 1 / B)):
+            return ("you averaged the per-start costs, cost(...).mean(): sum the per-start costs, cost(...).sum(). "
+                    "The starts are separate problems: the sum gives each start the gradient of its own cost, "
+                    f"while the mean divides it by B = {B}, so a plan would depend on how many other starts share "
+                    "the batch (Adam's normalization hides most of that; plain gradient descent would not)")
         if isinstance(got, torch.Tensor) and got.requires_grad:
             return "the returned actions still require grad: return actions.detach()"
         msg = compare_values(want, got, atol=1e-7, rtol=1e-6)
@@ -356,6 +427,8 @@ def _plan_case(model_fn, x0, cost, horizon, steps, lr, init=None):
             return "the initial actions passed in were modified in place: optimize a copy, actions.detach().clone()"
         if msg is None:
             return None
+        if seen.get("states_grad") is False:
+            return f"{msg} ({NO_GRAD_ROLLOUT})"
         if isinstance(got, torch.Tensor) and got.shape == want.shape:
             g = got.detach().cpu()
             for kwargs, why in (
@@ -404,14 +477,15 @@ def check_plan_actions(plan_actions: Callable) -> bool:
              test=_plan_case(lambda: _mlp_model(1), dbl(0.5, -0.5)[None].repeat(2, 1), _final_cost, 3, 5, 0.2)),
         Case("steps = 0: the initial plan (zeros) comes back", test=_plan_case(_integrator, x_point, _position_cost,
                                                                                2, 0, 0.1)),
+        Case("initial actions with 6 or 2 steps for horizon 4: a ValueError", test=_horizon_case()),
         device_case(run=run),
     ]
     return run_check(
         "plan_actions(model, x0, cost, horizon, steps, lr, actions=None)", plan_actions, cases,
         hint="MPC by gradient descent: the actions are the only parameters; unroll the model from x0 for horizon "
-             "steps, sum the per-start costs, backpropagate through the whole rollout, take an Adam step, repeat",
-        solution="a = (actions if actions is not None else x0.new_zeros(len(x0), horizon, model.action_dim))"
-                 ".detach().clone().requires_grad_(True); opt = torch.optim.Adam([a], lr=lr); for each step: x = x0; "
+             "steps (with autograd on), sum the per-start costs, backpropagate through the whole rollout, take an Adam step, repeat",
+        solution="a = (actions if actions is not None else x0.new_zeros(len(x0), horizon, model.action_dim)); "
+                 "if a.shape[1] != horizon: raise ValueError(...); a = a.detach().clone().requires_grad_(True); opt = torch.optim.Adam([a], lr=lr); for each step: x = x0; "
                  "states = [x := model(x, a[:, t]) for t in range(horizon)]; loss = cost(torch.stack(states, 1), "
                  "a).sum(); opt.zero_grad(); loss.backward(); opt.step(); return a.detach()",
     )
