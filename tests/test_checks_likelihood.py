@@ -86,6 +86,26 @@ def mask_no_validation(kernel_size, mask_type):
     return m
 
 
+def mask_float64(kernel_size, mask_type):
+    return mask_ok(kernel_size, mask_type).double()
+
+
+def mask_float64_swapped(kernel_size, mask_type):
+    return mask_swapped(kernel_size, mask_type).double()
+
+
+def mask_k1_special(kernel_size, mask_type):
+    """Correct, written differently: the 1 x 1 kernel handled on its own, then a loop over the positions."""
+    _validate(kernel_size, mask_type)
+    if kernel_size == 1:
+        return torch.full((1, 1), float(mask_type == "B"))
+    m = torch.zeros(kernel_size, kernel_size)
+    centre = kernel_size ** 2 // 2
+    for i in range(centre + (mask_type == "B")):
+        m[i // kernel_size, i % kernel_size] = 1.0
+    return m
+
+
 def test_causal_mask_accepts_correct_versions(capsys):
     assert _verdict(checks.check_causal_mask, mask_ok, capsys)
     assert _verdict(checks.check_causal_mask, mask_by_index, capsys)
@@ -101,6 +121,18 @@ def test_causal_mask_rejects_mistakes_with_their_message(capsys):
         assert "hint:" in out and "solution:" not in out
     checks.check_causal_mask(mask_swapped, show_solution=True)
     assert "solution: if k % 2 == 0" in capsys.readouterr().out
+
+
+def test_causal_mask_kernel_size_1_and_dtype(capsys):
+    assert _verdict(checks.check_causal_mask, mask_k1_special, capsys)
+    out = _failure_output(checks.check_causal_mask, mask_float64, capsys)
+    assert "got torch.float64" in out and "build it as float32: torch.zeros(k, k) or .float()" in out, out
+    assert "transposed" not in out and "swapped" not in out and "values are wrong" not in out, out
+    assert out.count("got torch.float64") == 7, out          # every size, k = 1 included, gets the dtype message
+    out = _failure_output(checks.check_causal_mask, mask_float64_swapped, capsys)
+    assert "got torch.float64" in out and "the values are wrong as well (mask A and mask B are swapped" in out, out
+    for k, t in ((1, "A"), (1, "B")):                       # for k = 1 some "mistakes" equal the reference
+        assert all(not torch.equal(wrong, checks.reference_causal_mask(k, t)) for wrong, _ in checks._mask_mistakes(k, t))
 
 
 # ---------------------------------------------------------------------------------- MaskedConv2d
@@ -170,14 +202,50 @@ class ConvNotSubclass(nn.Module):
         return F.conv2d(x, self.conv.weight * self.mask, self.conv.bias, padding=self.conv.padding)
 
 
+class _Masked(nn.Module):
+    def __init__(self, mask):
+        super().__init__()
+        self.register_buffer("mask", mask)
+
+    def forward(self, weight):
+        return weight * self.mask
+
+
+class ConvParametrized(nn.Conv2d):
+    """Correct, written differently: the mask as a torch.nn.utils.parametrize parametrization of the weight."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        torch.nn.utils.parametrize.register_parametrization(self, "weight", _Masked(mask_ok(kernel_size, mask_type)))
+
+
+class ConvParametrizedSwapped(nn.Conv2d):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
+        torch.nn.utils.parametrize.register_parametrization(self, "weight", _Masked(mask_swapped(kernel_size, mask_type)))
+
+
 class ConvDropsKwargs(ConvOk):
     def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
         super().__init__(in_channels, out_channels, kernel_size, mask_type, padding=kernel_size // 2)
 
 
-def test_masked_conv_accepts_correct_versions(capsys):
+def test_masked_conv_accepts_correct_versions(capsys, recwarn):
     assert _verdict(checks.check_masked_conv2d, ConvOk, capsys)
     assert _verdict(checks.check_masked_conv2d, ConvFunctional, capsys)
+    assert _verdict(checks.check_masked_conv2d, ConvParametrized, capsys)
+    assert not [w for w in recwarn if issubclass(w.category, UserWarning)], [str(w.message) for w in recwarn]
+
+
+def test_masked_conv_gradient_case_names_the_mistake(capsys):
+    grad_line = "✗ the weight's gradient is 0 where the mask is 0: "
+    for wrong in (ConvSwapped, ConvParametrizedSwapped):
+        out = _failure_output(checks.check_masked_conv2d, wrong, capsys)
+        assert grad_line + "mask type swapped" in out, (wrong.__name__, out)
+        assert "applied to the weight's data" not in out and "the weight is not masked" not in out, out
+    for wrong in (ConvMaskedOnceInInit, ConvInPlace):
+        out = _failure_output(checks.check_masked_conv2d, wrong, capsys)
+        assert grad_line + "the weight's gradient is not 0 where the mask is 0" in out, (wrong.__name__, out)
 
 
 def test_masked_conv_rejects_mistakes_with_their_message(capsys):
@@ -224,6 +292,14 @@ def bpd_unstable(logits, x):
     return -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).mean() / math.log(2)
 
 
+def bpd_bce_on_probabilities(logits, x):
+    return F.binary_cross_entropy(torch.sigmoid(logits), x) / math.log(2)
+
+
+def bpd_log_likelihood(logits, x):
+    return -F.binary_cross_entropy_with_logits(logits, x) / math.log(2)
+
+
 def bpd_item(logits, x):
     return bpd_ok(logits, x).item()
 
@@ -240,7 +316,9 @@ def test_bits_per_dim_accepts_correct_versions(capsys):
 def test_bits_per_dim_rejects_mistakes_with_their_message(capsys):
     for wrong, why in ((bpd_nats, "the value is in nats"), (bpd_per_image, "this is bits per image"),
                        (bpd_swapped, "the arguments are swapped"), (bpd_sigmoid_twice, "went through a sigmoid"),
-                       (bpd_unstable, "sigmoid then log"), (bpd_item, "returned a Python float")):
+                       (bpd_unstable, "sigmoid then log"), (bpd_item, "returned a Python float"),
+                       (bpd_bce_on_probabilities, "F.binary_cross_entropy on the probabilities"),
+                       (bpd_log_likelihood, "the sign is flipped: this is the log-likelihood")):
         out = _failure_output(checks.check_bits_per_dim, wrong, capsys)
         assert why in out, (wrong.__name__, out)
     out = _failure_output(checks.check_bits_per_dim, bpd_cpu_constant, capsys)
@@ -357,9 +435,13 @@ def test_affine_coupling_rejects_mistakes_with_their_message(capsys):
                        (CouplingFlippedMask, "it is the other way round"),
                        (CouplingWrongInverse, "undo the steps in reverse order"),
                        (CouplingBatchLogDet, "log_det shape: expected"),
-                       (CouplingUnbounded, "the log-scale is unbounded")):
+                       (CouplingUnbounded, "NaN values in z (float32): the log-scale is unbounded")):
         out = _failure_output(checks.check_affine_coupling, wrong, capsys)
         assert why in out, (wrong.__name__, out)
+    out = _failure_output(checks.check_affine_coupling, CouplingWrongInverse, capsys)
+    assert "undo the shift before the scale" in out and "exp(-s)" not in out, out    # reasoning, not the formula
+    checks.check_affine_coupling(CouplingWrongInverse, show_solution=True)
+    assert "return (z - t) * torch.exp(-s)" in capsys.readouterr().out
     out = _failure_output(checks.check_affine_coupling, CouplingPlainMask, capsys)
     assert "✗ inputs on another device" in out and "register_buffer" in out, out
 

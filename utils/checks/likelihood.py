@@ -16,6 +16,7 @@ re-drawn at random before the properties are tested, so a layer initialised as t
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 
 from .core import Case, compare_values, device_case, run_check, tiered
@@ -45,7 +46,8 @@ def reference_causal_mask(kernel_size: int, mask_type: str):
 
 
 def _mask_mistakes(k: int, t: str):
-    """Wrong masks of the same size, with the explanation of each."""
+    """Wrong masks of the same size, with the explanation of each; a "mistake" that equals the reference
+    (for k = 1 several do) is left out, so a correct mask never gets a mistake's diagnosis."""
     import torch
 
     ref = reference_causal_mask(k, t)
@@ -57,7 +59,7 @@ def _mask_mistakes(k: int, t: str):
     full_row = ref.clone()
     full_row[c] = 1
     full_row[c, c] = float(t == "B")
-    return (
+    mistakes = (
         (other, "mask A and mask B are swapped: mask A (first layer) excludes the centre, the pixel being "
                 "predicted; mask B (later layers) includes it, since there the centre holds features of earlier "
                 "pixels only"),
@@ -70,6 +72,18 @@ def _mask_mistakes(k: int, t: str):
         (torch.flip(ref, (0, 1)), "the mask is reversed: the ones belong above and left of the centre (the past), "
                                   "not below and right"),
     )
+    return tuple((wrong, why) for wrong, why in mistakes if not torch.equal(wrong, ref))
+
+
+def _mask_diagnosis(got, k: int, t: str) -> str | None:
+    """The explanation of the known mistake that ``got`` (a (k, k) tensor) equals, or None."""
+    import torch
+
+    values = got.detach().cpu().float()
+    for wrong, why in _mask_mistakes(k, t):
+        if torch.equal(values, wrong):
+            return why
+    return None
 
 
 def _mask_case(k: int, t: str):
@@ -78,14 +92,20 @@ def _mask_case(k: int, t: str):
 
         want = reference_causal_mask(k, t)
         got = fn(k, t)
-        if isinstance(got, torch.Tensor) and got.shape == want.shape and not got.is_floating_point():
-            return (f"dtype: expected a float tensor (torch.float32), got {got.dtype}: the mask multiplies a float "
-                    "weight; build it with torch.zeros(k, k) or convert with .float()")
+        if isinstance(got, torch.Tensor) and got.shape == want.shape and got.dtype != torch.float32:
+            why = ("a float64 mask would turn the float32 weight it multiplies into float64" if got.is_floating_point()
+                   else "the mask multiplies a float weight")
+            msg = (f"dtype: expected a float tensor (torch.float32), got {got.dtype}: {why}; build it as float32: "
+                   "torch.zeros(k, k) or .float()")
+            if not torch.equal(got.detach().cpu().float(), want):
+                wrong = _mask_diagnosis(got, k, t)
+                msg += "; the values are wrong as well" + (f" ({wrong})" if wrong else "")
+            return msg
         msg = compare_values(want, got, atol=0.0, rtol=0.0)
         if msg and isinstance(got, torch.Tensor) and got.shape == want.shape:
-            for wrong, why in _mask_mistakes(k, t):
-                if torch.equal(got.detach().cpu().float(), wrong):
-                    return f"{msg} ({why})"
+            wrong = _mask_diagnosis(got, k, t)
+            if wrong:
+                return f"{msg} ({wrong})"
         return msg
     return test
 
@@ -127,6 +147,16 @@ def check_causal_mask(causal_mask: Callable) -> bool:
 
 
 # -------------------------------------------------------------------------------- masked conv
+def _weight_parameters(layer) -> list:
+    """The trainable tensors the layer's weight is computed from: ``layer.weight`` itself, or, for a weight
+    registered with ``torch.nn.utils.parametrize``, the parametrization's original(s)."""
+    from torch.nn.utils import parametrize
+
+    if parametrize.is_parametrized(layer, "weight"):
+        return [p for _, p in layer.parametrizations.weight.named_parameters(recurse=False)]
+    return [layer.weight]
+
+
 def _conv_case(C_in, C_out, k, t, shape, seed, **kwargs):
     """Compare the student's layer with nn.Conv2d whose weight was masked beforehand, after
     re-drawing the weight at random (as training would change it)."""
@@ -145,8 +175,10 @@ def _conv_case(C_in, C_out, k, t, shape, seed, **kwargs):
         if tuple(layer.weight.shape) != (C_out, C_in, k, k):
             return (f"weight shape: expected ({C_out}, {C_in}, {k}, {k}), got {tuple(layer.weight.shape)}: pass "
                     "in_channels, out_channels, kernel_size and **conv_kwargs on to nn.Conv2d's __init__")
+        raw = _weight_parameters(layer)
         with torch.no_grad():
-            layer.weight.normal_()                                     # training changes every entry
+            for p in raw:                                              # training changes every entry
+                p.normal_()
             if layer.bias is not None:
                 layer.bias.normal_()
         reference = nn.Conv2d(C_in, C_out, k, **kwargs).double()
@@ -154,22 +186,23 @@ def _conv_case(C_in, C_out, k, t, shape, seed, **kwargs):
             reference.weight.copy_(layer.weight * reference_causal_mask(k, t).double())
             if layer.bias is not None and reference.bias is not None:
                 reference.bias.copy_(layer.bias)
-        weight_before = layer.weight.detach().clone()
+        weight_before = [p.detach().clone() for p in raw]
         g = torch.Generator().manual_seed(seed)
         x = torch.randn(*shape, generator=g, dtype=torch.float64)
         with torch.no_grad():
             want = reference(x)
             got = layer(x.clone())
-        if not torch.equal(layer.weight.detach(), weight_before):
+        if not all(torch.equal(p.detach(), before) for p, before in zip(raw, weight_before)):
             return ("forward changed self.weight in place: compute a masked copy, self.weight * self.mask, and "
                     "convolve with it (F.conv2d or self._conv_forward), leaving the parameter as it is")
         msg = compare_values(want, got, atol=1e-10, rtol=1e-8)
         if msg is None or not isinstance(got, torch.Tensor) or got.shape != want.shape:
             return msg
         stride, padding = kwargs.get("stride", 1), kwargs.get("padding", 0)
+        weight = raw[0] if len(raw) == 1 and raw[0].shape == layer.weight.shape else layer.weight
 
         def conv_with(mask):
-            w = layer.weight if mask is None else layer.weight * mask.double()
+            w = weight if mask is None else weight * mask.double()
             return F.conv2d(x, w, layer.bias, stride=stride, padding=padding)
 
         with torch.no_grad():
@@ -184,20 +217,30 @@ def _conv_case(C_in, C_out, k, t, shape, seed, **kwargs):
 
 
 def _grad_case(seed):
-    """The weight's gradient must vanish where the mask is 0 (weight * mask in the graph)."""
+    """The weight's gradient must vanish where the mask is 0 (weight * mask in the graph). The gradient is
+    read by torch.autograd.grad on the trainable weight (a parametrization's original, if any)."""
 
     def test(cls):
         import torch
 
         torch.manual_seed(seed)
-        layer = cls(2, 3, 3, "A", padding=1).double()
-        x = torch.randn(2, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
-        layer(x).pow(2).sum().backward()
-        grad = layer.weight.grad
-        if grad is None:
+        with warnings.catch_warnings():                                # this check's own business only
+            warnings.simplefilter("ignore")
+            layer = cls(2, 3, 3, "A", padding=1).double()
+            x = torch.randn(2, 2, 5, 5, dtype=torch.float64, generator=torch.Generator().manual_seed(seed))
+            raw = _weight_parameters(layer)
+            loss = layer(x).pow(2).sum()
+            grads = torch.autograd.grad(loss, raw, allow_unused=True) if loss.requires_grad else [None]
+        if any(g is None for g in grads):
             return "the weight got no gradient: use self.weight (times the mask) in forward, not a detached copy"
-        masked_out = reference_causal_mask(3, "A").double() == 0
-        if grad[:, :, masked_out].abs().max().item() != 0:
+        grad = grads[0]
+        if grad.shape != (3, 2, 3, 3):
+            return None                                                # an unusual parametrization: not judged here
+        flows = (grad != 0).any(0).any(0)                              # (3, 3): where the gradient reaches
+        if torch.equal(flows, reference_causal_mask(3, "B") != 0):
+            return ("mask type swapped: the weight of a mask-A layer gets a gradient at the centre too, exactly the "
+                    "pattern of mask B; mask A (first layer) excludes the centre, mask B includes it")
+        if grad[:, :, reference_causal_mask(3, "A") == 0].abs().max().item() != 0:
             return ("the weight's gradient is not 0 where the mask is 0: the mask must be part of the computation "
                     "(weight * mask inside forward), not applied to the weight's data")
         return None
@@ -270,6 +313,12 @@ def _bpd_mistakes(logits, x):
             (nats * D, "this is nats per image: average over the dimensions and divide by ln 2"),
             (nats * len(x) * D / math.log(2), "the likelihood is summed over the batch: average over the images"),
             (nats / math.log(10), "divide by ln 2 (bits), not ln 10"),
+            (-nats / math.log(2), "the sign is flipped: this is the log-likelihood; bits per dimension measure the "
+                                  "negative log-likelihood, which is >= 0"),
+            (F.binary_cross_entropy(p, x) / math.log(2) if x.dtype == p.dtype else None,
+             "F.binary_cross_entropy on the probabilities sigmoid(logits): for confident logits the sigmoid rounds to "
+             "exactly 0 or 1 and the log is clamped at -100, so the value is wrong (and the gradient vanishes); pass "
+             "the logits themselves to F.binary_cross_entropy_with_logits"),
             (F.binary_cross_entropy_with_logits(torch.sigmoid(logits), x) / math.log(2),
              "the logits went through a sigmoid before the cross-entropy with logits: pass the raw logits"),
             (F.binary_cross_entropy_with_logits(x, p) / math.log(2) if x.is_floating_point() else None,
@@ -471,8 +520,9 @@ def _inverse_case(dim, mask, seed, scale=1.5):
             structure = _structure_problem(layer, x[:3], mask)
             if structure:
                 return f"{msg} ({structure})"
-            return (f"{msg} (undo the steps in reverse order with the same s and t, computed from z * mask, which "
-                    "equals x * mask: x = (z - t) * exp(-s) on the transformed dimensions)")
+            return (f"{msg} (undo the steps in reverse order: the forward map scales by exp(s), then shifts by t, so "
+                    "the inverse must undo the shift before the scale, with the same s and t, recomputed from "
+                    "z * mask, which equals x * mask)")
         return None
     return test
 
@@ -517,9 +567,11 @@ def _bounded_case(dim, mask, seed):
             z, log_det, problem = _split(layer(x.clone()), 8, dim)
             if problem:
                 return problem
-            if not (torch.isfinite(z).all() and torch.isfinite(log_det).all()):
-                return ("inputs of size 1000 give infinite or NaN outputs in float32: the log-scale is unbounded, so "
-                        "exp(s) overflows; bound it, e.g. s = torch.tanh(raw) (optionally times a learned factor)")
+            bad = [name for name, value in (("z", z), ("log_det", log_det)) if not torch.isfinite(value).all()]
+            if bad:
+                return (f"inputs of size 1000 give infinite or NaN values in {' and '.join(bad)} (float32): the "
+                        "log-scale is unbounded, so exp(s) overflows; bound it, e.g. s = torch.tanh(raw) (optionally "
+                        "times a learned factor)")
         return None
     return test
 
