@@ -327,3 +327,27 @@ def test_patch_embedding_rejects_mistakes_with_their_message(capsys):
         assert why in out, (wrong.__name__, out)
     out = _failure_output(checks.check_patch_embedding, EmbeddingCpuBias, capsys)
     assert "✗ inputs on another device" in out, out
+
+
+class EmbeddingScaled(EmbeddingOk):
+    def forward(self, x):
+        return super().forward(x) * self.proj.out_features ** 0.5        # x sqrt(dim), as for word embeddings
+
+
+class EmbeddingDropout(EmbeddingOk):
+    def __init__(self, in_channels, patch, dim):
+        super().__init__(in_channels, patch, dim)
+        self.drop = nn.Dropout(0.1)
+
+    def forward(self, x):
+        return self.drop(super().forward(x))                          # active: the check never calls .eval()
+
+
+def test_patch_embedding_diagnoses_a_fixed_factor(capsys):
+    out = _failure_output(checks.check_patch_embedding, EmbeddingScaled, capsys)
+    assert "multiplies the tokens by a fixed factor" in out and "= sqrt(dim)" in out, out
+
+
+def test_patch_embedding_diagnoses_train_mode_dropout(capsys):
+    out = _failure_output(checks.check_patch_embedding, EmbeddingDropout, capsys)
+    assert "two calls on the same input gave different outputs" in out and "dropout" in out, out

@@ -187,6 +187,10 @@ def _embedding_case(C, P, dim, shape, seed, direction):
             return msg
         patches = reference_patchify(x, P)
         with torch.no_grad():
+            again = module(x.clone())
+            if isinstance(again, torch.Tensor) and again.shape == got.shape and not torch.equal(again, got):
+                return msg + (" (two calls on the same input gave different outputs: your forward is random, e.g. "
+                              f"dropout active in training mode; {_ONLY_PROJ})")
             if P * P * C == dim and compare_values(patches @ proj.weight + proj.bias, got, atol=1e-10,
                                                    rtol=1e-8) is None:
                 return msg + (" (the weight is used transposed: nn.Linear computes x @ W.T + b; call self.proj(x), "
@@ -232,6 +236,12 @@ def _added_after_proj(want, got) -> str | None:
     for name, act in (("ReLU", F.relu), ("GELU", F.gelu), ("tanh", torch.tanh), ("sigmoid", torch.sigmoid)):
         if same(act(want)):
             return f"applies an activation ({name})"
+    scale = ((got * want).sum() / (want * want).sum()).item()           # least-squares factor got ~ scale * want
+    if abs(scale - 1) > 1e-6 and same(scale * want):
+        hint = next((f" = {name}" for name, v in (("sqrt(dim)", want.shape[-1] ** 0.5),
+                                                  ("1 / sqrt(dim)", want.shape[-1] ** -0.5))
+                     if abs(scale - v) < 1e-6 * v), "")
+        return f"multiplies the tokens by a fixed factor {scale:.4g}{hint}"
     extra = got - want                                                  # (N, L, dim)
     if len(extra) > 1 and extra.abs().max() > 1e-8 and compare_values(extra[:1].expand_as(extra), extra,
                                                                        atol=1e-8, rtol=1e-6) is None:
