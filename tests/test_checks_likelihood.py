@@ -183,6 +183,18 @@ class ConvTransposedMask(ConvOk):
         return self._conv_forward(x, self.weight * self.mask.T, self.bias)
 
 
+class ConvQuadrantMask(ConvOk):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, mask_type, **conv_kwargs)
+        self.mask = mask_quadrant(kernel_size, mask_type)
+
+
+class ConvFullRowMask(ConvOk):
+    def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
+        super().__init__(in_channels, out_channels, kernel_size, mask_type, **conv_kwargs)
+        self.mask = mask_full_row(kernel_size, mask_type)
+
+
 class ConvPlainAttribute(nn.Conv2d):
     def __init__(self, in_channels, out_channels, kernel_size, mask_type, **conv_kwargs):
         super().__init__(in_channels, out_channels, kernel_size, **conv_kwargs)
@@ -246,6 +258,12 @@ def test_masked_conv_gradient_case_names_the_mistake(capsys):
     for wrong in (ConvMaskedOnceInInit, ConvInPlace):
         out = _failure_output(checks.check_masked_conv2d, wrong, capsys)
         assert grad_line + "the weight's gradient is not 0 where the mask is 0" in out, (wrong.__name__, out)
+    for wrong, why in ((ConvTransposedMask, "the mask is transposed"), (ConvQuadrantMask, "only the upper-left quadrant"),
+                       (ConvFullRowMask, "the whole centre row is 1")):
+        out = _failure_output(checks.check_masked_conv2d, wrong, capsys)
+        assert grad_line + "the gradient reaches the weight exactly where a wrong mask is 1: " + why in out, \
+            (wrong.__name__, out)
+        assert "applied to the weight's data" not in out, (wrong.__name__, out)
 
 
 def test_masked_conv_rejects_mistakes_with_their_message(capsys):
@@ -300,6 +318,20 @@ def bpd_log_likelihood(logits, x):
     return -F.binary_cross_entropy_with_logits(logits, x) / math.log(2)
 
 
+def bpd_times_ln2(logits, x):
+    return F.binary_cross_entropy_with_logits(logits, x) * math.log(2)
+
+
+def bpd_clamped(logits, x):
+    p = torch.sigmoid(logits).clamp(1e-7, 1 - 1e-7)
+    return -(x * torch.log(p) + (1 - x) * torch.log(1 - p)).mean() / math.log(2)
+
+
+def bpd_plus_eps(logits, x):
+    p = torch.sigmoid(logits)
+    return -(x * torch.log(p + 1e-8) + (1 - x) * torch.log(1 - p + 1e-8)).mean() / math.log(2)
+
+
 def bpd_item(logits, x):
     return bpd_ok(logits, x).item()
 
@@ -318,7 +350,10 @@ def test_bits_per_dim_rejects_mistakes_with_their_message(capsys):
                        (bpd_swapped, "the arguments are swapped"), (bpd_sigmoid_twice, "went through a sigmoid"),
                        (bpd_unstable, "sigmoid then log"), (bpd_item, "returned a Python float"),
                        (bpd_bce_on_probabilities, "F.binary_cross_entropy on the probabilities"),
-                       (bpd_log_likelihood, "the sign is flipped: this is the log-likelihood")):
+                       (bpd_log_likelihood, "the sign is flipped: this is the log-likelihood"),
+                       (bpd_times_ln2, "multiplied by ln 2"),
+                       (bpd_clamped, "the probabilities are clamped (eps = 1e-07)"),
+                       (bpd_plus_eps, "the probabilities are clamped (eps = 1e-08)")):
         out = _failure_output(checks.check_bits_per_dim, wrong, capsys)
         assert why in out, (wrong.__name__, out)
     out = _failure_output(checks.check_bits_per_dim, bpd_cpu_constant, capsys)
@@ -404,6 +439,12 @@ class CouplingWrongInverse(CouplingOk):
         return z * torch.exp(-s) - t
 
 
+class CouplingInverseFromZ(CouplingOk):
+    def inverse(self, z):
+        s, t = self.scale_shift(z)                                       # conditioner reads z, not z * mask
+        return (z - t) * torch.exp(-s)
+
+
 class CouplingBatchLogDet(CouplingOk):
     def forward(self, x):
         z, log_det = super().forward(x)
@@ -440,6 +481,10 @@ def test_affine_coupling_rejects_mistakes_with_their_message(capsys):
         assert why in out, (wrong.__name__, out)
     out = _failure_output(checks.check_affine_coupling, CouplingWrongInverse, capsys)
     assert "undo the shift before the scale" in out and "exp(-s)" not in out, out    # reasoning, not the formula
+    for wrong in (CouplingWrongInverse, CouplingInverseFromZ):                     # both causes, either mistake
+        out = _failure_output(checks.check_affine_coupling, wrong, capsys)
+        assert "(a) undo the shift before the scale; (b) recompute s, t from z * mask" in out, (wrong.__name__, out)
+        assert "exp(-s)" not in out and "(z - t)" not in out, out
     checks.check_affine_coupling(CouplingWrongInverse, show_solution=True)
     assert "return (z - t) * torch.exp(-s)" in capsys.readouterr().out
     out = _failure_output(checks.check_affine_coupling, CouplingPlainMask, capsys)

@@ -240,6 +240,11 @@ def _grad_case(seed):
         if torch.equal(flows, reference_causal_mask(3, "B") != 0):
             return ("mask type swapped: the weight of a mask-A layer gets a gradient at the centre too, exactly the "
                     "pattern of mask B; mask A (first layer) excludes the centre, mask B includes it")
+        if torch.equal(flows, reference_causal_mask(3, "A") != 0):
+            return None
+        for wrong, why in _mask_mistakes(3, "A"):                      # a wrong mask, applied in forward
+            if torch.equal(flows, wrong != 0):
+                return f"the gradient reaches the weight exactly where a wrong mask is 1: {why}"
         if grad[:, :, reference_causal_mask(3, "A") == 0].abs().max().item() != 0:
             return ("the weight's gradient is not 0 where the mask is 0: the mask must be part of the computation "
                     "(weight * mask inside forward), not applied to the weight's data")
@@ -313,6 +318,8 @@ def _bpd_mistakes(logits, x):
             (nats * D, "this is nats per image: average over the dimensions and divide by ln 2"),
             (nats * len(x) * D / math.log(2), "the likelihood is summed over the batch: average over the images"),
             (nats / math.log(10), "divide by ln 2 (bits), not ln 10"),
+            (nats * math.log(2), "multiplied by ln 2: nats become bits by dividing by ln 2 (1 bit = ln 2 nats, so the "
+                                 "number of bits is larger)"),
             (-nats / math.log(2), "the sign is flipped: this is the log-likelihood; bits per dimension measure the "
                                   "negative log-likelihood, which is >= 0"),
             (F.binary_cross_entropy(p, x) / math.log(2) if x.dtype == p.dtype else None,
@@ -325,7 +332,20 @@ def _bpd_mistakes(logits, x):
              "the arguments are swapped: F.binary_cross_entropy_with_logits(input=logits, target=x)"),
             (F.binary_cross_entropy_with_logits(x, torch.sigmoid(logits)) / math.log(2),
              "the arguments are swapped: F.binary_cross_entropy_with_logits(input=logits, target=x)"),
-        )
+        ) + tuple(_clamp_mistakes(p, x))
+
+
+def _clamp_mistakes(p, x):
+    """Bits per dimension from probabilities clamped to [eps, 1 - eps] or shifted by eps before the log: exact for
+    moderate logits, wrong for confident ones."""
+    import torch
+
+    for eps in (1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-10, 1e-12):
+        why = (f"the probabilities are clamped (eps = {eps:g}): that caps each pixel's loss at -log2(eps) bits and "
+               "changes the value (and zeroes the gradient) wherever the model is confident; compute it from the "
+               "logits, with F.binary_cross_entropy_with_logits or F.logsigmoid, which are exact and stable")
+        for q, r in ((p.clamp(eps, 1 - eps), 1 - p.clamp(eps, 1 - eps)), (p + eps, 1 - p + eps)):
+            yield -(x * torch.log(q) + (1 - x) * torch.log(r)).mean() / math.log(2), why
 
 
 def _bpd_case(shape, seed, scale=2.0, constant=None):
@@ -520,9 +540,9 @@ def _inverse_case(dim, mask, seed, scale=1.5):
             structure = _structure_problem(layer, x[:3], mask)
             if structure:
                 return f"{msg} ({structure})"
-            return (f"{msg} (undo the steps in reverse order: the forward map scales by exp(s), then shifts by t, so "
-                    "the inverse must undo the shift before the scale, with the same s and t, recomputed from "
-                    "z * mask, which equals x * mask)")
+            return (f"{msg} (undo the steps in reverse order: the forward map scales by exp(s), then shifts by t. "
+                    "Two usual causes: (a) undo the shift before the scale; (b) recompute s, t from z * mask (which "
+                    "equals x * mask, so they are the forward pass's s, t), not from z)")
         return None
     return test
 
