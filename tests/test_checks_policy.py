@@ -92,6 +92,13 @@ def returns_stored_before_update(rewards, gamma):
     return G
 
 
+def returns_gamma_from_start(rewards, gamma):
+    """G_t = sum_(k >= t) gamma^k r_k: the discount counted from the episode's start, not from t."""
+    T = rewards.shape[-1]
+    weighted = rewards * gamma ** torch.arange(T, dtype=rewards.dtype)
+    return weighted.flip(-1).cumsum(-1).flip(-1)
+
+
 def returns_in_place(rewards, gamma):
     for t in reversed(range(rewards.shape[-1] - 1)):
         rewards[..., t] += gamma * rewards[..., t + 1]
@@ -130,12 +137,26 @@ def test_discounted_returns_rejects_mistakes_with_their_message(capsys):
                        (returns_total, "return of the whole episode"), (returns_extra_gamma, "discounted once too often"),
                        (returns_no_discount, "the discount is missing"), (returns_axis0, "time is the last axis"),
                        (returns_in_place, "modified in place"), (returns_numpy, "expected a torch.Tensor"),
-                       (returns_without_r_t, "leaves out r_t"), (returns_stored_before_update, "your G_t is G_(t+1)")):
+                       (returns_without_r_t, "leaves out r_t"), (returns_stored_before_update, "leaves out r_t"),
+                       (returns_gamma_from_start, "discounted from the start of the episode")):
         out = _failure_output(checks.check_discounted_returns, wrong, capsys)
         assert why in out, (wrong.__name__, out)
         assert "hint:" in out and "solution:" not in out
     checks.check_discounted_returns(returns_forward, show_solution=True)
     assert "solution: G = torch.zeros_like(rewards)" in capsys.readouterr().out
+
+
+def test_discounted_returns_off_by_one_message_is_the_same_for_gamma_1_and_t_1():
+    """For gamma = 1 (or T = 1) G_(t+1) and gamma * G_(t+1) coincide: both mistakes must read the same."""
+    from utils.checks.policy import OFF_BY_ONE, _returns_case
+
+    for rewards, gamma in ((torch.tensor([1.0, 2.0, -0.5], dtype=torch.float64), 1.0),
+                           (torch.tensor([[0.7], [-1.2]], dtype=torch.float64), 0.9)):
+        for wrong in (returns_without_r_t, returns_stored_before_update):
+            msg = _returns_case(rewards, gamma)(wrong)
+            assert msg is not None and OFF_BY_ONE in msg, (wrong.__name__, gamma, msg)
+
+
 
 
 def test_discounted_returns_device_probe(capsys):
@@ -360,6 +381,33 @@ def plan_includes_x0(model, x0, cost, horizon, steps, lr, actions=None):
     return actions.detach()
 
 
+def plan_each_start_alone(model, x0, cost, horizon, steps, lr, actions=None):
+    """Correct, written differently: each start planned on its own, x0[i:i+1], so cost sees (1, H, S)."""
+    plans = [plan_ok(model, x0[i:i + 1], cost, horizon, steps, lr, None if actions is None else actions[i:i + 1])
+             for i in range(x0.shape[0])]
+    return torch.cat(plans)
+
+
+def plan_states_x0_to_before_last(model, x0, cost, horizon, steps, lr, actions=None):
+    """The cost gets x_0..x_(H-1), (B, H, S): the right shape, the wrong states."""
+    if actions is None:
+        actions = x0.new_zeros(x0.shape[0], horizon, model.action_dim)
+    if actions.shape[1] != horizon:
+        raise ValueError("horizon")
+    actions = actions.detach().clone().requires_grad_(True)
+    opt = torch.optim.Adam([actions], lr=lr)
+    for _ in range(steps):
+        x, states = x0, []
+        for t in range(horizon):
+            states.append(x)
+            x = model(x, actions[:, t])
+        loss = cost(torch.stack(states, 1), actions).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return actions.detach()
+
+
 def plan_cpu(model, x0, cost, horizon, steps, lr, actions=None):
     actions = torch.zeros(x0.shape[0], horizon, model.action_dim, dtype=x0.dtype)   # on the CPU
     return plan_ok(model, x0, cost, horizon, steps, lr, actions)
@@ -368,6 +416,7 @@ def plan_cpu(model, x0, cost, horizon, steps, lr, actions=None):
 def test_plan_actions_accepts_correct_versions(capsys):
     assert _verdict(checks.check_plan_actions, plan_ok, capsys)
     assert _verdict(checks.check_plan_actions, plan_manual_adam, capsys)
+    assert _verdict(checks.check_plan_actions, plan_each_start_alone, capsys)
     assert _verdict(checks.check_plan_actions, checks.reference_plan_actions, capsys)
 
 
@@ -378,7 +427,8 @@ def test_plan_actions_rejects_mistakes_with_their_message(capsys):
                        (plan_model_params_too, "the model's parameters changed"),
                        (plan_returns_grad, "return actions.detach()"),
                        (plan_in_place, "modified in place"),
-                       (plan_includes_x0, "cost received states of shape"),
+                       (plan_includes_x0, "you passed x_0 as well"),
+                       (plan_states_x0_to_before_last, "the cost was given x_0..x_(H-1)"),
                        (plan_mean, "sum the per-start costs"),
                        (plan_no_grad_rollout, "the rollout carries no gradient"),
                        (plan_no_horizon_check, "raise a ValueError")):

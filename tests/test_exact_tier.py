@@ -196,8 +196,10 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
         28: ("REINFORCE + baseline and actor-critic on CartPole, 3 seeds each: best/last 20-episode means, greedy",
              ["cartpole_best_ma20", "cartpole_last20", "cartpole_greedy_mean20", "cartpole_median_best_ma20"]),
         36: ("world model one-step RMSE after training", ["world_model_rmse"]),
-        42: ("MPC on the unicycle: success, median final distance, shooting with 60 samples, actions outside the training box",
-             ["mpc_success", "mpc_median_final_distance", "mpc_success_shooting_60", "mpc_actions_outside_training_box"]),
+        42: ("MPC on the unicycle: success, median final distance, shooting with 60 samples, actions outside the training box, "
+             "world-model error along the executed trajectories",
+             ["mpc_success", "mpc_median_final_distance", "mpc_success_shooting_60", "mpc_actions_outside_training_box",
+              "mpc_model_rmse_executed"]),
         47: RESULTS,
     },
 }

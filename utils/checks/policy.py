@@ -48,12 +48,17 @@ def _return_mistakes(rewards, gamma):
         (gamma * ref, "every return is discounted once too often: the first reward counts fully, "
                       "G_t = r_t + gamma * G_(t+1), not gamma * (r_t + G_(t+1))"),
         (rewards.flip(-1).cumsum(-1).flip(-1), "the discount is missing: G_t = r_t + gamma * G_(t+1)"),
-        (ref - rewards, "off by one: your G_t leaves out r_t (it is gamma * G_(t+1)); the return-to-go from step t "
-                        "starts with the reward of step t itself, G_t = r_t + gamma * G_(t+1)"),
-        (torch.cat([ref[..., 1:], torch.zeros_like(ref[..., :1])], -1),
-         "off by one: your G_t is G_(t+1), the return from the next step on (you stored the running sum before "
-         "adding r_t); update first, then store: run = r_t + gamma * run; G[..., t] = run"),
+        ((rewards * gamma ** t).flip(-1).cumsum(-1).flip(-1),
+         "you discounted from the start of the episode, gamma^k r_k: within a return-to-go the discount counts from "
+         "step t, G_t = sum_(k >= t) gamma^(k - t) r_k, so r_t itself counts fully"),
+        (ref - rewards, OFF_BY_ONE),
+        (torch.cat([ref[..., 1:], torch.zeros_like(ref[..., :1])], -1), OFF_BY_ONE),
     )
+
+
+OFF_BY_ONE = ("off by one: your G_t leaves out r_t (it is G_(t+1) or gamma * G_(t+1), the return from the next step "
+              "on; did you store the running sum before adding r_t?); the return-to-go from step t starts with the "
+              "reward of step t itself: update first, then store, run = r_t + gamma * run; G[..., t] = run")
 
 
 def _returns_case(rewards, gamma, atol=1e-10):
@@ -262,7 +267,7 @@ def _rollout(model, x0, actions):
 
 def reference_plan_actions(model, x0, cost, horizon: int, steps: int, lr: float, actions=None, *,
                            detach_states=False, zero_grad=True, optimizer="adam", reduce="sum",
-                           no_grad_rollout=False):
+                           no_grad_rollout=False, include_x0=False):
     """Gradient-based MPC: Adam on the action sequence, through the unrolled model.
 
     Args:
@@ -270,7 +275,8 @@ def reference_plan_actions(model, x0, cost, horizon: int, steps: int, lr: float,
         x0: (B, S) start states. cost: ``cost(states (B, H, S), actions (B, H, A)) -> (B,)``.
         horizon, steps, lr: plan length, number of Adam steps, learning rate.
         actions: optional initial guess (B, H, A); zeros when None (not modified).
-        detach_states, zero_grad, optimizer, reduce, no_grad_rollout: only for the check's typical mistakes.
+        detach_states, zero_grad, optimizer, reduce, no_grad_rollout, include_x0: only for the check's typical
+            mistakes.
 
     Returns:
         Tensor (B, H, A): the optimized actions, detached.
@@ -294,6 +300,8 @@ def reference_plan_actions(model, x0, cost, horizon: int, steps: int, lr: float,
             for t in range(horizon):
                 x = model(x.detach() if detach_states else x, actions[:, t])
                 states.append(x)
+        if include_x0:                                                  # the mistake: x_0..x_(H-1)
+            states = [x0, *states[:-1]]
         per_start = cost(torch.stack(states, 1), actions)
         loss = per_start.mean() if reduce == "mean" else per_start.sum()
         if zero_grad:
@@ -408,9 +416,13 @@ def _plan_case(model_fn, x0, cost, horizon, steps, lr, init=None):
                 return NO_GRAD_ROLLOUT
             raise
         B, S = x0.shape
-        if seen.get("shape") not in (None, (B, horizon, S)):
-            return (f"cost received states of shape {seen['shape']}: pass the {horizon} predicted states "
-                    f"x_1..x_H as (B, H, S) = {(B, horizon, S)} (not x_0, and time on axis 1)")
+        shape = seen.get("shape")
+        if shape is not None and (len(shape) != 3 or shape[1:] != (horizon, S)):
+            # only the horizon and the state size are fixed: planning each start on its own, x0[i:i+1], is fine
+            return (f"cost received states of shape {shape}: pass the {horizon} predicted states "
+                    f"x_1..x_H as (B, H, S) = {(B, horizon, S)} (time on axis 1"
+                    + ("; you passed x_0 as well: the start is given, no action changes it)"
+                       if len(shape) == 3 and shape[1] == horizon + 1 else ")"))
         weight = seen.get("cost_grad")
         if B > 1 and weight is not None and torch.allclose(weight, torch.full_like(weight, 1 / B)):
             return ("you averaged the per-start costs, cost(...).mean(): sum the per-start costs, cost(...).sum(). "
@@ -436,7 +448,10 @@ def _plan_case(model_fn, x0, cost, horizon, steps, lr, init=None):
                                               "every step, so that backprop through time reaches early actions"),
                     ({"zero_grad": False}, "the gradients accumulate across steps: call optimizer.zero_grad() "
                                            "before each backward"),
-                    ({"optimizer": "sgd"}, "use torch.optim.Adam([actions], lr=lr), as specified")):
+                    ({"optimizer": "sgd"}, "use torch.optim.Adam([actions], lr=lr), as specified"),
+                    ({"include_x0": True}, "the cost was given x_0..x_(H-1): it takes the predicted states "
+                                           "x_1..x_H, the states the actions lead to; the start x0 is given and "
+                                           "no action changes it, and the last action's effect must count")):
                 wrong = reference_plan_actions(model_fn(), x0, cost, horizon, steps, lr,
                                                None if init is None else init.clone(), **kwargs)
                 if torch.allclose(g, wrong, atol=1e-7, rtol=1e-6):
