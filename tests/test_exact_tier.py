@@ -200,7 +200,7 @@ EXCLUDED: dict[str, dict[int, tuple[str, list[str]]]] = {
              "world-model error along the executed trajectories",
              ["mpc_success", "mpc_median_final_distance", "mpc_success_shooting_60", "mpc_actions_outside_training_box",
               "mpc_model_rmse_executed"]),
-        47: RESULTS,
+        48: RESULTS,
     },
 }
 
