@@ -238,6 +238,21 @@ def loss_cpu(log_probs, returns, baseline=None):
     return -per_episode.mean()
 
 
+def loss_normalized(log_probs, returns, baseline=None):
+    adv = returns.detach() - (0 if baseline is None else baseline.detach() if torch.is_tensor(baseline) else baseline)
+    adv = (adv - adv.mean()) / (adv.std() + 1e-8)                  # the training-code trick, not the estimator
+    return -(log_probs * adv).reshape(log_probs.shape[0], -1).sum(1).mean()
+
+
+def loss_batch_mean_baseline(log_probs, returns, baseline=None):
+    adv = returns.detach() - returns.detach().mean()                # ignores the baseline it was given
+    return -(log_probs * adv).reshape(log_probs.shape[0], -1).sum(1).mean()
+
+
+def loss_zero(log_probs, returns, baseline=None):
+    return torch.tensor(0.0)
+
+
 def test_reinforce_loss_accepts_correct_versions(capsys):
     assert _verdict(checks.check_reinforce_loss, loss_ok, capsys)
     assert _verdict(checks.check_reinforce_loss, loss_einsum, capsys)
@@ -252,7 +267,10 @@ def test_reinforce_loss_rejects_mistakes_with_their_message(capsys):
                        (loss_baseline_grad, "gradient flows into the baseline"),
                        (loss_returns_grad, "gradient flows into the returns"),
                        (loss_per_episode, "return one number"), (loss_detached, "carries no gradient"),
-                       (loss_detach_any_baseline, "a plain Python number (b = 1.5), which has no .detach()")):
+                       (loss_detach_any_baseline, "a plain Python number (b = 1.5), which has no .detach()"),
+                       (loss_normalized, "you normalized the advantages"),
+                       (loss_batch_mean_baseline, "subtracted the batch mean of the returns"),
+                       (loss_zero, "constant 0 with no gradient")):
         out = _failure_output(checks.check_reinforce_loss, wrong, capsys)
         assert why in out, (wrong.__name__, out)
         assert "hint:" in out and "solution:" not in out

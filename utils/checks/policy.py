@@ -180,6 +180,8 @@ def _reinforce_case(seed, shape, baseline_kind=None, returns_grad=False):
                 raise
             return ("the baseline here is a plain Python number (b = 1.5), which has no .detach(): detach only a "
                     "tensor (torch.is_tensor(baseline)); a number is a constant already")
+        if isinstance(got, torch.Tensor) and got.numel() == 1 and not got.requires_grad and got.item() == 0:
+            return "your loss is a constant 0 with no gradient: compute it from log_probs and the returns"
         msg = compare_values(want.detach(), got, atol=1e-10, rtol=1e-8)
         if msg is not None:
             if not isinstance(got, torch.Tensor) or got.numel() != 1:
@@ -200,8 +202,20 @@ def _reinforce_case(seed, shape, baseline_kind=None, returns_grad=False):
                                             "an episode, then average over the episodes"),
                 (-(lp * adv).sum().item(), "you summed over the episodes: average over them (the N samples)"),
             ]
-            for value, why in diagnoses:
-                if abs(g - value) <= 1e-9 * (1 + abs(value)) and abs(value - w) > 1e-9 * (1 + abs(w)):
+
+            def per_episode(a):
+                return -(lp * a).reshape(len(lp), -1).sum(1).mean().item()
+
+            centred = returns.detach() - returns.detach().mean()
+            loose = [                                 # a library's epsilon may differ: compare to 1e-6
+                (per_episode((adv - adv.mean()) / adv.std()), "you normalized the advantages (minus their mean, "
+                 "divided by their std): a common trick in training code, but this function is the estimator "
+                 "itself: use G - b exactly"),
+                (per_episode(centred), "you subtracted the batch mean of the returns instead of the baseline you "
+                 "were given: use the `baseline` argument (None means no baseline)"),
+            ]
+            for value, why, rtol in [(v, y, 1e-9) for v, y in diagnoses] + [(v, y, 1e-6) for v, y in loose]:
+                if abs(g - value) <= rtol * (1 + abs(value)) and abs(value - w) > 1e-6 * (1 + abs(w)):
                     return f"{msg} ({why})"
             return msg
         if not got.requires_grad:
