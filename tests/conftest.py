@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -35,3 +36,18 @@ def missing_tool(what: str, how: str):
     if os.environ.get("CI"):
         pytest.fail(f"{what} is missing ({how}); CI must run this test")
     pytest.skip(f"{what} is missing ({how})")
+
+
+# ------------------------------------------------------------------ running a self-check in a test
+def check_verdict(check, fn, capsys) -> bool:
+    """Run ``check(fn)``; its return value must agree with the printed summary line."""
+    verdict = check(fn)
+    out = capsys.readouterr().out
+    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
+    return verdict
+
+
+def check_failure_output(check, fn, capsys) -> str:
+    """Run ``check(fn)``, which must fail, and return what it printed."""
+    assert not check(fn)
+    return capsys.readouterr().out

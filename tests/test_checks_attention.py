@@ -3,20 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import check_failure_output as _failure_output
+from conftest import check_verdict as _verdict
 
 from utils.checks import attention as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
 
 
 def weights_ok(q, k, mask=None):
@@ -195,11 +189,6 @@ def test_positional_encoding_check(capsys):
 
     for wrong in (concatenated, i_not_2i, sin_cos_swapped, transposed, float64):
         assert not _verdict(checks.check_positional_encoding, wrong, capsys), wrong.__name__
-
-
-def _failure_output(check, fn, capsys) -> str:
-    assert not check(fn)
-    return capsys.readouterr().out
 
 
 def test_inverted_mask_diagnosis(capsys):

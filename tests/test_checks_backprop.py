@@ -2,19 +2,11 @@
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
 import pytest
+from conftest import check_verdict as _verdict
 
 from utils.checks import backprop as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
 
 
 # ----- numerical_gradient ---------------------------------------------------------------------

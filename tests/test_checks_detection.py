@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import math
-import re
 
 import pytest
 import torch
+from conftest import check_verdict as _verdict
 from torchvision.ops import box_iou as tv_box_iou
 from torchvision.ops import nms as tv_nms
 
 from utils.checks import detection as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
 
 
 def iou_loops(b1, b2):

@@ -3,22 +3,15 @@
 from __future__ import annotations
 
 import random
-import re
 import threading
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import check_verdict as _verdict
 
 from utils.checks import qlearning as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
 
 
 def _accepts_and_rejects(check, right, wrong, capsys):

@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import check_verdict as _verdict
 from torchvision.models import resnet18 as tv_resnet18
 from torchvision.models.resnet import BasicBlock as TVBlock
 
 from utils.checks import resnet as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
 
 
 def make_block(zero_init=True, shortcut_bn=True, relu_after_add=True, always_project=False, bias=False,

@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-import re
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from conftest import check_failure_output as _failure_output
+from conftest import check_verdict as _verdict
 
 from utils.checks import vit as checks
-
-
-def _verdict(check, fn, capsys) -> bool:
-    verdict = check(fn)
-    out = capsys.readouterr().out
-    assert bool(re.search(r"^✓ all \d+ cases passed$", out, re.M)) == verdict
-    return verdict
-
-
-def _failure_output(check, fn, capsys) -> str:
-    assert not check(fn)
-    return capsys.readouterr().out
 
 
 def _divisible(images, p):
