@@ -453,6 +453,20 @@ def _x(N, dim, seed, scale=1.5, dtype=None):
     return scale * torch.randn(N, dim, generator=g, dtype=dtype or torch.float64)
 
 
+def _forward(cls, dim, mask, seed, N, scale=1.5, dtype=None):
+    """(layer, x, z, log_det, problem): the student's layer built and randomised, run (without autograd) on N
+    fresh rows x; problem names what went wrong before the values could be compared."""
+    import torch
+
+    layer, problem = _coupling(cls, dim, mask, seed, dtype=dtype)
+    if problem:
+        return None, None, None, None, problem
+    x = _x(N, dim, seed, scale, dtype)
+    with torch.no_grad():
+        z, log_det, problem = _split(layer(x.clone()), N, dim)
+    return layer, x, z, log_det, problem
+
+
 def _jacobians(layer, x):
     """(N, dim, dim) Jacobians dz/dx of the student's forward, one per row of x (float64, CPU)."""
     import torch
@@ -463,16 +477,12 @@ def _jacobians(layer, x):
 
 def _shape_case(dim, mask, seed):
     def test(cls):
-        layer, problem = _coupling(cls, dim, mask, seed)
-        if problem:
-            return problem
-        x = _x(5, dim, seed)
-        z, log_det, problem = _split(layer(x.clone()), 5, dim)
-        if problem:
-            return problem
         import torch
 
-        x_back = layer.inverse(z.detach().clone())
+        layer, x, z, _, problem = _forward(cls, dim, mask, seed, 5)
+        if problem:
+            return problem
+        x_back = layer.inverse(z.clone())
         if not isinstance(x_back, torch.Tensor) or x_back.shape != x.shape:
             return f"inverse(z) shape: expected {tuple(x.shape)}, got {tuple(getattr(x_back, 'shape', ()))}"
         return None
@@ -483,11 +493,7 @@ def _pass_through_case(dim, mask, seed):
     def test(cls):
         import torch
 
-        layer, problem = _coupling(cls, dim, mask, seed)
-        if problem:
-            return problem
-        x = _x(6, dim, seed)
-        z, _, problem = _split(layer(x.clone()), 6, dim)
+        layer, x, z, _, problem = _forward(cls, dim, mask, seed, 6)
         if problem:
             return problem
         keep = torch.tensor(mask, dtype=torch.bool)
@@ -526,14 +532,10 @@ def _structure_problem(layer, x, mask):
 
 def _inverse_case(dim, mask, seed, scale=1.5):
     def test(cls):
-        layer, problem = _coupling(cls, dim, mask, seed)
+        layer, x, z, _, problem = _forward(cls, dim, mask, seed, 8, scale)
         if problem:
             return problem
-        x = _x(8, dim, seed, scale)
         with __import__("torch").no_grad():
-            z, _, problem = _split(layer(x.clone()), 8, dim)
-            if problem:
-                return problem
             x_back = layer.inverse(z.clone())
         msg = compare_values(x, x_back, atol=1e-5, rtol=0.0, path="inverse(forward(x))")
         if msg:
@@ -551,11 +553,7 @@ def _log_det_case(dim, mask, seed):
     def test(cls):
         import torch
 
-        layer, problem = _coupling(cls, dim, mask, seed)
-        if problem:
-            return problem
-        x = _x(6, dim, seed)
-        z, log_det, problem = _split(layer(x.clone()), 6, dim)
+        layer, x, z, log_det, problem = _forward(cls, dim, mask, seed, 6)
         if problem:
             return problem
         structure = _structure_problem(layer, x, mask)
@@ -579,19 +577,14 @@ def _bounded_case(dim, mask, seed):
     def test(cls):
         import torch
 
-        layer, problem = _coupling(cls, dim, mask, seed, dtype=torch.float32)
+        layer, x, z, log_det, problem = _forward(cls, dim, mask, seed, 8, scale=1000.0, dtype=torch.float32)
         if problem:
             return problem
-        x = _x(8, dim, seed, scale=1000.0, dtype=torch.float32)
-        with torch.no_grad():
-            z, log_det, problem = _split(layer(x.clone()), 8, dim)
-            if problem:
-                return problem
-            bad = [name for name, value in (("z", z), ("log_det", log_det)) if not torch.isfinite(value).all()]
-            if bad:
-                return (f"inputs of size 1000 give infinite or NaN values in {' and '.join(bad)} (float32): the "
-                        "log-scale is unbounded, so exp(s) overflows; bound it, e.g. s = torch.tanh(raw) (optionally "
-                        "times a learned factor)")
+        bad = [name for name, value in (("z", z), ("log_det", log_det)) if not torch.isfinite(value).all()]
+        if bad:
+            return (f"inputs of size 1000 give infinite or NaN values in {' and '.join(bad)} (float32): the "
+                    "log-scale is unbounded, so exp(s) overflows; bound it, e.g. s = torch.tanh(raw) (optionally "
+                    "times a learned factor)")
         return None
     return test
 
